@@ -1,0 +1,28 @@
+"""mattingkit: a readable, teachable Background Matting V2.
+
+The package mirrors the notebook series: each module holds the ideas of one chapter.
+Heavy names are imported lazily, so ``import mattingkit.metrics`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it.
+_EXPORTS = {
+    "MattingBase": "mattingkit.model",
+    "MattingRefine": "mattingkit.model",
+    "BaseOutput": "mattingkit.model",
+    "RefineOutput": "mattingkit.model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mattingkit' has no attribute {name!r}")
