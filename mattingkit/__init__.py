@@ -17,6 +17,13 @@ _EXPORTS = {
     "MattingRefine": "mattingkit.model",
     "BaseOutput": "mattingkit.model",
     "RefineOutput": "mattingkit.model",
+    "load_pretrained": "mattingkit.pretrained",
+    "list_pretrained": "mattingkit.pretrained",
+    "get_weights": "mattingkit.pretrained",
+    "read_image": "mattingkit.io",
+    "write_image": "mattingkit.io",
+    "pick_device": "mattingkit.runtime",
+    "fast_mode": "mattingkit.runtime",
 }
 
 __all__ = sorted(_EXPORTS)
