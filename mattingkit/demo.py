@@ -18,18 +18,11 @@ import torch
 
 from mattingkit import matting, metrics
 from mattingkit.io import read_image, write_image
-from mattingkit.pretrained import load_pretrained
+from mattingkit.pretrained import load_pretrained, recommended_settings
 from mattingkit.runtime import pick_device
 from mattingkit.synthetic import load_sample
 
 GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
-
-
-def hd_or_4k_settings(height: int, width: int) -> dict[str, float | int]:
-    """The official recommendation: 1/4 scale and 80k pixels up to 2K, 1/8 and 320k above."""
-    if max(height, width) <= 2048:
-        return {"backbone_scale": 0.25, "refine_sample_pixels": 80_000}
-    return {"backbone_scale": 0.125, "refine_sample_pixels": 320_000}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Input: {args.src} with plate {args.bgr}")
     height, width = src.shape[-2:]
 
-    model = load_pretrained(args.weights, device=device, **hd_or_4k_settings(height, width))
+    model = load_pretrained(args.weights, device=device, **recommended_settings(height, width))
     src_b, bgr_b = src.unsqueeze(0).to(device), bgr.unsqueeze(0).to(device)
     with torch.inference_mode():
         model(src_b, bgr_b)  # warm-up, so the timing below is the model, not the first call

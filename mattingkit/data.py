@@ -1,0 +1,712 @@
+"""Matting data sets, the official training augmentations, and dataset downloads.
+
+Chapter 06 (training on a subset).
+
+* Readers for the official layouts: :class:`VideoMatteDataset` (VideoMatte240K),
+  :class:`PhotoMatteDataset` (PhotoMatte85) and :class:`BackgroundDataset` (a folder of
+  photos). Each item is a dict of float32 tensors in [0, 1].
+* :class:`CompositionDataset` pairs every foreground with a random background and applies
+  the per-sample augmentations of the official ``train_base.py`` / ``train_refine.py``
+  (paired affine + resize, flip, box blur, sharpen, colour jitter), reproducibly.
+* :func:`augment_batch` applies the in-training-loop batch augmentations (shadow, noise,
+  plate colour jitter, plate misalignment) and composes ``src``.
+* ``download_*`` fetch the public subsets through :func:`mattingkit.download.fetch`.
+
+The augmentations are written with ``torchvision.transforms.v2.functional`` and parameters
+drawn from a per-sample ``numpy`` generator, not from torch's global RNG, so sample ``i`` of
+epoch ``e`` is the same in every run and in every DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from mattingkit.download import extract_archive, fetch
+from mattingkit.io import read_alpha, read_image
+
+__all__ = [
+    "BackgroundDataset",
+    "CompositionDataset",
+    "PhotoMatteDataset",
+    "VideoMatteDataset",
+    "augment_batch",
+    "augment_background",
+    "augment_foreground",
+    "download_backgrounds_validation",
+    "download_photomatte85",
+    "download_videomatte240k_sd",
+    "DATASET_DRIVE_IDS",
+]
+
+PathLike = Union[str, os.PathLike]
+Size = Union[int, tuple[int, int]]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+# --------------------------------------------------------------------------------------
+# Readers
+# --------------------------------------------------------------------------------------
+
+
+def _check_folder(folder: Path, what: str) -> Path:
+    if not folder.exists():
+        raise FileNotFoundError(f"{what} folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} path is not a folder: {folder}")
+    return folder
+
+
+def _list_images(folder: Path, what: str) -> list[Path]:
+    """All .jpg/.jpeg/.png files under ``folder`` (recursive), sorted by relative path."""
+    _check_folder(folder, what)
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"{what} folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)}, searched recursively)"
+        )
+    return files
+
+
+class VideoMatteDataset(Dataset):
+    """VideoMatte240K frames: ``root/fgr/<clip>/<frame>.jpg`` with ``root/pha/<clip>/<frame>.jpg``.
+
+    Chapter 06. ``root`` is the folder holding ``fgr/`` and ``pha/`` (e.g.
+    ``VideoMatte240K_JPEG_SD/train``; pass ``split="train"`` to add that part). Frames are
+    paired by their path relative to ``fgr/`` and ``pha/``, so every clip must have the
+    same frames in both. Item ``i`` is ``{"fgr": (3, H, W), "pha": (1, H, W)}`` float32 in
+    [0, 1]; the foreground is straight (not premultiplied) colour.
+    """
+
+    def __init__(self, root: PathLike, split: str | None = None) -> None:
+        root = Path(root) if split is None else Path(root) / split
+        self.root = _check_folder(root, "VideoMatte240K")
+        fgr_dir, pha_dir = root / "fgr", root / "pha"
+        if not fgr_dir.is_dir() or not pha_dir.is_dir():
+            hint = ""
+            if (root / "train").is_dir():
+                hint = " (it has a train/ folder: pass split='train' or point root at it)"
+            raise FileNotFoundError(
+                f"VideoMatte240K root {root} must contain fgr/ and pha/ folders{hint}"
+            )
+        fgr = _list_images(fgr_dir, "VideoMatte240K fgr")
+        pha = _list_images(pha_dir, "VideoMatte240K pha")
+        if len(fgr) != len(pha):
+            raise ValueError(
+                f"VideoMatte240K: {len(fgr)} frames in {fgr_dir} but {len(pha)} in {pha_dir}; "
+                "every foreground frame needs its alpha frame"
+            )
+        fgr_keys = [p.relative_to(fgr_dir).with_suffix("") for p in fgr]
+        pha_keys = [p.relative_to(pha_dir).with_suffix("") for p in pha]
+        for f, a in zip(fgr_keys, pha_keys):
+            if f != a:
+                raise ValueError(
+                    f"VideoMatte240K: frame {fgr_dir / f} has no alpha twin (next alpha is {pha_dir / a})"
+                )
+        self.fgr_files, self.pha_files = fgr, pha
+
+    @property
+    def clips(self) -> list[str]:
+        """Clip folder names, sorted."""
+        return sorted({p.parent.name for p in self.fgr_files})
+
+    def __len__(self) -> int:
+        return len(self.fgr_files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"fgr": read_image(self.fgr_files[index]), "pha": read_alpha(self.pha_files[index])}
+
+
+class PhotoMatteDataset(Dataset):
+    """PhotoMatte85: RGBA PNGs whose alpha channel is the ground-truth matte.
+
+    Chapter 06. Every ``*.png`` under ``root`` (recursive) is one subject. ``fgr`` is the
+    RGB as stored and ``pha`` the alpha channel: PNG stores *straight* (un-premultiplied)
+    colour, so the frame is ``pha * fgr + (1 - pha) * bgr`` and we do not divide by alpha.
+    Colours where ``pha == 0`` carry no meaning (losses mask them out). Files without an
+    alpha channel are refused with an error naming them.
+    """
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = _check_folder(Path(root), "PhotoMatte85")
+        files = [p for p in _list_images(self.root, "PhotoMatte85") if p.suffix.lower() == ".png"]
+        if not files:
+            raise FileNotFoundError(f"PhotoMatte85 folder {self.root} contains no .png files")
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path = self.files[index]
+        if not _png_has_alpha(path):
+            raise ValueError(
+                f"PhotoMatte85 image {path} has no alpha channel (expected an RGBA PNG)"
+            )
+        rgba = read_image(path, with_alpha=True)
+        return {"fgr": rgba[:3], "pha": rgba[3:]}
+
+
+def _png_has_alpha(path: Path) -> bool:
+    """True when the PNG header says grey+alpha or RGBA (colour type 4 or 6), or a tRNS chunk."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or len(head) < 26:
+        return False
+    return head[25] in (4, 6) or b"tRNS" in head
+
+
+class BackgroundDataset(Dataset):
+    """A folder of background photos (``.jpg``/``.jpeg``/``.png``, searched recursively).
+
+    Chapter 06. Item ``i`` is ``{"bgr": (3, H, W)}`` float32 RGB in [0, 1].
+    """
+
+    def __init__(self, root: PathLike) -> None:
+        self.root = _check_folder(Path(root), "backgrounds")
+        self.files = _list_images(self.root, "backgrounds")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"bgr": read_image(self.files[index])}
+
+
+# --------------------------------------------------------------------------------------
+# Per-sample augmentations (the official dataset/augmentation.py, re-done with v2)
+# --------------------------------------------------------------------------------------
+
+
+def _as_hw(size: Size) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got (H, W) = ({h}, {w})")
+    return h, w
+
+
+def _affine_and_resize(
+    image: torch.Tensor,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    degrees: float,
+    translate: float,
+    scale: tuple[float, float],
+    shear: float,
+) -> torch.Tensor:
+    """Random affine, then fit to ``size``: the official ``RandomAffineAndResize``.
+
+    The image is first resized (with antialiasing) so it just covers ``size``, then
+    rotated/translated/scaled/sheared about its centre with bilinear interpolation, then
+    centre-cropped (zero padding where the image does not reach). ``scale < 1`` shrinks
+    the subject inside the frame; ``scale > 1`` zooms in (used for backgrounds).
+    """
+    h, w = image.shape[-2:]
+    out_h, out_w = size
+    cover = max(out_h / h, out_w / w)
+    image = TF.resize(
+        image,
+        [max(out_h, round(h * cover)), max(out_w, round(w * cover))],
+        interpolation=InterpolationMode.BILINEAR,
+        antialias=True,
+    )
+    image = TF.center_crop(image, [out_h, out_w])
+    angle = float(rng.uniform(-degrees, degrees))
+    shift = [
+        float(rng.uniform(-translate, translate) * out_w),
+        float(rng.uniform(-translate, translate) * out_h),
+    ]
+    zoom = float(rng.uniform(*scale))
+    shear_xy = [float(rng.uniform(-shear, shear)), float(rng.uniform(-shear, shear))]
+    return TF.affine(
+        image,
+        angle=angle,
+        translate=shift,
+        scale=zoom,
+        shear=shear_xy,
+        interpolation=InterpolationMode.BILINEAR,
+        fill=0.0,
+    )
+
+
+def _box_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 box, edges replicated (PIL's ``BoxBlur``). (C, H, W) or (B, C, H, W)."""
+    if radius <= 0:
+        return image
+    k = 2 * radius + 1
+    batch = image if image.ndim == 4 else image[None]
+    padded = nnf.pad(batch, (radius, radius, radius, radius), mode="replicate")
+    out = nnf.avg_pool2d(padded, k, stride=1)
+    return out if image.ndim == 4 else out[0]
+
+
+_SHARPEN = torch.tensor([[-2.0, -2.0, -2.0], [-2.0, 32.0, -2.0], [-2.0, -2.0, -2.0]]) / 16.0
+
+
+def _sharpen(image: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageFilter.SHARPEN`` 3x3 kernel, per channel, clamped to [0, 1]. (C, H, W)."""
+    c = image.shape[0]
+    kernel = _SHARPEN.to(image)[None, None].expand(c, 1, 3, 3)
+    padded = nnf.pad(image[None], (1, 1, 1, 1), mode="replicate")
+    return nnf.conv2d(padded, kernel, groups=c)[0].clamp(0, 1)
+
+
+def _color_jitter(
+    rgb: torch.Tensor, rng: np.random.Generator, b: float, c: float, s: float, h: float
+) -> torch.Tensor:
+    """torchvision's ColorJitter(b, c, s, h) with factors from ``rng``, in a random order."""
+    ops = [
+        lambda x: TF.adjust_brightness(x, float(rng.uniform(1 - b, 1 + b))),
+        lambda x: TF.adjust_contrast(x, float(rng.uniform(1 - c, 1 + c))),
+        lambda x: TF.adjust_saturation(x, float(rng.uniform(1 - s, 1 + s))),
+        lambda x: TF.adjust_hue(x, float(rng.uniform(-h, h))),
+    ]
+    for i in rng.permutation(len(ops)):
+        rgb = ops[i](rgb)
+    return rgb.clamp(0, 1)
+
+
+def augment_foreground(
+    fgr: torch.Tensor,
+    pha: torch.Tensor,
+    size: Size,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.4, 1.0),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Official per-sample foreground augmentation; returns ``(fgr, pha)`` at ``size``.
+
+    Chapter 06. ``fgr`` (3, H, W) and ``pha`` (1, H, W) get the *same* geometry: affine
+    (±5°, translate 0.1, ``scale`` (0.4–1 base, 0.3–1 refine), shear ±5°) + resize,
+    horizontal flip p 0.5, box blur p 0.1 (radius ≤ 5) and sharpen p 0.1; then colour
+    jitter (0.15, 0.15, 0.15, 0.05) on ``fgr`` only.
+
+    Why alpha rides as a 4th *image* channel: torchvision v2 resamples ``tv_tensors.Mask``
+    with nearest neighbour whatever interpolation you ask for (right for label maps), which
+    would turn a soft matte into a hard one; as an ``Image`` channel it is interpolated
+    bilinearly exactly like the colour it belongs to.
+    """
+    size = _as_hw(size)
+    stacked = tv_tensors.Image(torch.cat([fgr, pha], dim=0))
+    stacked = _affine_and_resize(stacked, size, rng, 5.0, 0.1, scale, 5.0)
+    if rng.random() < 0.5:
+        stacked = TF.horizontal_flip(stacked)
+    if rng.random() < 0.1:
+        stacked = _box_blur(stacked, int(rng.integers(1, 6)))
+    if rng.random() < 0.1:
+        stacked = _sharpen(stacked)
+    out = stacked.as_subclass(torch.Tensor)
+    fgr_out = _color_jitter(out[:3], rng, 0.15, 0.15, 0.15, 0.05)
+    return fgr_out.contiguous(), out[3:].clamp(0, 1).contiguous()
+
+
+def augment_background(
+    bgr: torch.Tensor, size: Size, rng: np.random.Generator, scale: tuple[float, float] = (1.0, 2.0)
+) -> torch.Tensor:
+    """Official per-sample background augmentation: (3, H, W) -> (3, *size).
+
+    Chapter 06. Affine (±5°, translate 0.1, scale 1–2, shear ±5°) + resize, flip p 0.5,
+    box blur p 0.1, sharpen p 0.1, colour jitter (0.15, 0.15, 0.15, 0.05).
+    """
+    size = _as_hw(size)
+    image = _affine_and_resize(tv_tensors.Image(bgr), size, rng, 5.0, 0.1, scale, 5.0)
+    if rng.random() < 0.5:
+        image = TF.horizontal_flip(image)
+    if rng.random() < 0.1:
+        image = _box_blur(image, int(rng.integers(1, 6)))
+    if rng.random() < 0.1:
+        image = _sharpen(image)
+    out = image.as_subclass(torch.Tensor)
+    return _color_jitter(out, rng, 0.15, 0.15, 0.15, 0.05).contiguous()
+
+
+def _fit(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize to cover ``size`` (antialiased) and centre-crop: no augmentation."""
+    h, w = image.shape[-2:]
+    cover = max(size[0] / h, size[1] / w)
+    image = TF.resize(
+        image,
+        [max(size[0], round(h * cover)), max(size[1], round(w * cover))],
+        interpolation=InterpolationMode.BILINEAR,
+        antialias=True,
+    )
+    return TF.center_crop(image, list(size)).contiguous()
+
+
+def _get(item: Any, key: str) -> torch.Tensor:
+    if isinstance(item, dict):
+        return item[key]
+    if isinstance(item, torch.Tensor) and key == "bgr":
+        return item
+    if hasattr(item, key):  # e.g. a MattingSample
+        return getattr(item, key)
+    raise TypeError(
+        f"expected a dict with {key!r} (or a tensor for backgrounds), got {type(item).__name__}"
+    )
+
+
+class CompositionDataset(Dataset):
+    """Foregrounds paired with random backgrounds, augmented per sample, at one size.
+
+    Chapter 06. Item ``i`` is ``{"fgr", "pha", "bgr"}`` at ``size`` (int or (H, W)), with
+    foreground ``i`` and a background drawn at random; :func:`augment_batch` then makes
+    ``src`` inside the training loop, as the official scripts do.
+
+    Why random backgrounds: the official code ``zip``\\ s the two lists, so foreground ``i``
+    always meets background ``i`` and the shorter list truncates the epoch. Drawing a
+    background per sample (and per epoch) shows each subject in front of many scenes, which
+    matters when only ~200 public backgrounds exist.
+
+    Reproducible: the parameters of item ``i`` come from ``default_rng((seed, epoch, i))``;
+    call :meth:`set_epoch` at the start of every epoch for fresh augmentations.
+    ``augment=False`` only resizes and centre-crops (for validation).
+    ``fgr_scale`` is (0.4, 1) for the base network and (0.3, 1) for the refiner.
+    """
+
+    def __init__(
+        self,
+        foregrounds: Sequence[Any],
+        backgrounds: Sequence[Any],
+        size: Size = 512,
+        augment: bool = True,
+        seed: int = 0,
+        fgr_scale: tuple[float, float] = (0.4, 1.0),
+    ) -> None:
+        if len(foregrounds) == 0:
+            raise ValueError("CompositionDataset needs at least one foreground, got none")
+        if len(backgrounds) == 0:
+            raise ValueError("CompositionDataset needs at least one background, got none")
+        self.foregrounds, self.backgrounds = foregrounds, backgrounds
+        self.size = _as_hw(size)
+        self.augment = augment
+        self.seed = int(seed)
+        self.fgr_scale = fgr_scale
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation parameters of ``epoch`` (like DistributedSampler.set_epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.foregrounds)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} foregrounds")
+        rng = np.random.default_rng((self.seed, self.epoch if self.augment else 0, index))
+        item = self.foregrounds[index]
+        fgr, pha = _get(item, "fgr"), _get(item, "pha")
+        if fgr.shape[-2:] != pha.shape[-2:]:
+            raise ValueError(
+                f"foreground {index}: fgr is {tuple(fgr.shape[-2:])} but pha is {tuple(pha.shape[-2:])}"
+            )
+        bgr = _get(self.backgrounds[int(rng.integers(len(self.backgrounds)))], "bgr")
+        if self.augment:
+            fgr, pha = augment_foreground(fgr, pha, self.size, rng, self.fgr_scale)
+            bgr = augment_background(bgr, self.size, rng)
+        else:
+            both = _fit(torch.cat([fgr, pha]), self.size)
+            fgr, pha = both[:3], both[3:].clamp(0, 1)
+            bgr = _fit(bgr, self.size)
+        return {"fgr": fgr, "pha": pha, "bgr": bgr}
+
+
+# --------------------------------------------------------------------------------------
+# Batch augmentations inside the training loop (vectorised, any device)
+# --------------------------------------------------------------------------------------
+
+
+def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """n uniforms in [0, 1), drawn on the generator's device, then moved to ``device``."""
+    where = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=where).to(device)
+
+
+def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    where = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
+
+
+def _random_affine_grid(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    degrees: float,
+    translate: float,
+    scale: tuple[float, float] = (1.0, 1.0),
+    shear: float = 0.0,
+) -> torch.Tensor:
+    """Warp each image of a batch by its own random affine (about the centre), bilinear.
+
+    Parameters are drawn per sample; the warp uses ``affine_grid`` + ``grid_sample`` so it
+    runs in one call on any device. Pixels from outside repeat the border.
+    """
+    b, device = x.shape[0], x.device
+    h, w = x.shape[-2:]
+    u = _rand(5 * b, generator, device).view(5, b).double()
+    angle = torch.deg2rad((u[0] * 2 - 1) * degrees)
+    zoom = scale[0] + u[3] * (scale[1] - scale[0])
+    tan = torch.tan(torch.deg2rad((u[4] * 2 - 1) * shear))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rotate = torch.stack([cos, -sin, sin, cos], 1).view(b, 2, 2)
+    shear_x = torch.stack([one, tan, zero, one], 1).view(b, 2, 2)
+    # Forward map in pixels (about the centre), then expressed in affine_grid's [-1, 1] units.
+    forward = rotate @ shear_x * zoom.view(b, 1, 1)
+    pixels = torch.tensor([[w / 2, 0.0], [0.0, h / 2]], dtype=forward.dtype, device=device)
+    forward = torch.linalg.inv(pixels) @ forward @ pixels
+    shift = torch.stack([(u[1] * 2 - 1) * translate * 2, (u[2] * 2 - 1) * translate * 2], 1)
+    inverse = torch.linalg.inv(forward)  # affine_grid maps output coordinates to input ones
+    theta = torch.cat([inverse, -(inverse @ shift[:, :, None])], 2).to(x.dtype)
+    grid = nnf.affine_grid(theta, list(x.shape), align_corners=False)
+    return nnf.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _batch_color_jitter(
+    rgb: torch.Tensor, generator: torch.Generator | None, b: float, c: float, s: float, h: float
+) -> torch.Tensor:
+    """Per-sample brightness, contrast, saturation and hue for a (B, 3, H, W) batch.
+
+    Hue is rotated in the YIQ colour space (a linear approximation of an HSV hue shift that
+    stays vectorised on any device).
+    """
+    n, device = rgb.shape[0], rgb.device
+    u = _rand(4 * n, generator, device).view(4, n, 1, 1, 1)
+    rgb = rgb * (1 - b + 2 * b * u[0])
+    grey = (0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]).clamp(0, 1)
+    mean = grey.mean(dim=(2, 3), keepdim=True)
+    rgb = (mean + (1 - c + 2 * c * u[1]) * (rgb.clamp(0, 1) - mean)).clamp(0, 1)
+    grey = 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
+    rgb = (grey + (1 - s + 2 * s * u[2]) * (rgb - grey)).clamp(0, 1)
+    to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+        device=device,
+        dtype=rgb.dtype,
+    )
+    angle = (u[3].view(n) * 2 - 1) * h * 2 * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(n, 3, 3)
+    matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq
+    return torch.einsum("nij,njhw->nihw", matrix, rgb).clamp(0, 1)
+
+
+def augment_batch(
+    fgr: torch.Tensor,
+    pha: torch.Tensor,
+    bgr: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official in-loop augmentations; returns ``(src, bgr)`` for the network.
+
+    Chapter 06. Inputs are (B, 3, H, W), (B, 1, H, W), (B, 3, H, W) in [0, 1] on any
+    device; the ground truth ``fgr``/``pha`` are not changed. Per sample:
+
+    1. shadow, p 0.3: ``pha * 0.3 * rand``, a random affine (±5°, translate 0.2,
+       scale 0.5–1.5, shear ±5°), a box blur of 20–39 px (at 512 px; scaled with the
+       image), subtracted from a copy of the background used for compositing only: the
+       plate has no shadow, so the network learns that a shadow is not the subject;
+    2. composite ``src = pha * fgr + (1 - pha) * bgr``;
+    3. Gaussian noise, p 0.4, σ = 0.03·rand, on ``src`` and ``bgr`` independently;
+    4. plate colour jitter, p 0.8, (0.18, 0.18, 0.18, 0.1), after compositing, so the
+       plate given to the network no longer matches the true background exactly;
+    5. plate misalignment, p 0.3: affine ±1°, translate 0.01.
+
+    Pass a seeded ``torch.Generator`` for reproducible batches (one on the inputs' device
+    is fastest; a CPU generator also works with CUDA inputs).
+    """
+    if fgr.ndim != 4 or pha.ndim != 4 or bgr.ndim != 4:
+        raise ValueError(
+            f"expected batches (B, C, H, W); got fgr {tuple(fgr.shape)}, pha {tuple(pha.shape)}, "
+            f"bgr {tuple(bgr.shape)}"
+        )
+    if fgr.shape[1] != 3 or pha.shape[1] != 1 or bgr.shape[1] != 3:
+        raise ValueError(
+            f"expected fgr (B,3,H,W), pha (B,1,H,W), bgr (B,3,H,W); got {tuple(fgr.shape)}, "
+            f"{tuple(pha.shape)}, {tuple(bgr.shape)}"
+        )
+    if not (fgr.shape[0] == pha.shape[0] == bgr.shape[0]) or not (
+        fgr.shape[-2:] == pha.shape[-2:] == bgr.shape[-2:]
+    ):
+        raise ValueError(
+            f"fgr {tuple(fgr.shape)}, pha {tuple(pha.shape)} and bgr {tuple(bgr.shape)} must "
+            "share batch size, height and width"
+        )
+    n, device = fgr.shape[0], fgr.device
+    h, w = fgr.shape[-2:]
+    behind = bgr.clone()  # the scene behind the subject in the frame
+
+    # 1. A shadow cast by the subject: in the frame only, never in the plate.
+    coins = _rand(4 * n, generator, device).view(4, n)
+    shadow_idx = coins[0] < 0.3
+    if shadow_idx.any():
+        shadow = pha[shadow_idx] * 0.3 * coins[1][shadow_idx].view(-1, 1, 1, 1)
+        shadow = _random_affine_grid(shadow, generator, 5.0, 0.2, (0.5, 1.5), 5.0)
+        size = 20 + int(_rand(1, generator, device).item() * 20)
+        size = max(1, round(size * min(h, w) / 512))
+        shadow = nnf.avg_pool2d(
+            nnf.pad(
+                shadow, (size // 2, (size - 1) // 2, size // 2, (size - 1) // 2), mode="replicate"
+            ),
+            size,
+            stride=1,
+        )
+        behind[shadow_idx] = (behind[shadow_idx] - shadow).clamp(0, 1)
+
+    # 2. Composite.
+    src = pha * fgr + (1 - pha) * behind
+
+    # 3. Sensor noise on both images.
+    noise_idx = (coins[2] < 0.4).view(n, 1, 1, 1)
+    sigmas = 0.03 * _rand(2 * n, generator, device).view(2, n, 1, 1, 1)
+    src = torch.where(noise_idx, (src + _randn_like(src, generator) * sigmas[0]).clamp(0, 1), src)
+    bgr = torch.where(noise_idx, (bgr + _randn_like(bgr, generator) * sigmas[1]).clamp(0, 1), bgr)
+
+    # 4. The plate's colours drift (auto exposure / white balance): plate only.
+    jitter_idx = (coins[3] < 0.8).view(n, 1, 1, 1)
+    bgr = torch.where(jitter_idx, _batch_color_jitter(bgr, generator, 0.18, 0.18, 0.18, 0.1), bgr)
+
+    # 5. The camera moved a little between the plate and the frame.
+    misalign_idx = (_rand(n, generator, device) < 0.3).view(n, 1, 1, 1)
+    bgr = torch.where(misalign_idx, _random_affine_grid(bgr, generator, 1.0, 0.01), bgr)
+    return src, bgr
+
+
+# --------------------------------------------------------------------------------------
+# Downloads (Colab-sized subsets of the official data)
+# --------------------------------------------------------------------------------------
+
+#: Google Drive file ids of the public BGMv2 data (bmv2-facts.md, old README revisions).
+DATASET_DRIVE_IDS = {
+    "PhotoMatte85.zip": "1KpHKYW986Dax9-ZIM7I-HyBoWVcLPuaQ",
+    "Backgrounds_Validation.zip": "1FqD-HfwXwbeTswQEIFaQkaVWUh_i6cSy",
+    "VideoMatte240K_JPEG_SD.zip": "1-S4F-rB75E8I7YUpHfu3itIl1knFhhFF",
+}
+
+
+_LAYOUT = {"train", "test", "valid", "fgr", "pha"}
+
+
+def _single_child(folder: Path) -> Path:
+    """An archive that wraps everything in one top folder: return that folder.
+
+    A lone ``train``/``test``/``fgr``/``pha`` folder is part of the layout, not a wrapper.
+    """
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name.lower() not in _LAYOUT:
+        return entries[0]
+    return folder
+
+
+def _download_and_extract(
+    archive_name: str,
+    root: PathLike,
+    folder_name: str,
+    downloader: Any,
+    keep_archive: bool,
+    progress: bool,
+) -> Path:
+    root = Path(root)
+    target = root / folder_name
+    if target.is_dir() and any(target.iterdir()):
+        return _single_child(target)  # already there: no network
+    root.mkdir(parents=True, exist_ok=True)
+    archive = fetch(
+        archive_name,
+        drive_id=DATASET_DRIVE_IDS[archive_name],
+        cache_dir=root,
+        downloader=downloader,
+        progress=progress,
+    )
+    extract_archive(archive, target, overwrite=target.exists())
+    if not keep_archive:
+        archive.unlink(missing_ok=True)
+    return _single_child(target)
+
+
+def download_photomatte85(
+    root: PathLike, *, downloader: Any = None, keep_archive: bool = False, progress: bool = True
+) -> Path:
+    """Download and unpack PhotoMatte85 (85 RGBA portraits) under ``root``; return its folder.
+
+    Chapter 06. Skips the download if ``root/PhotoMatte85`` already holds files. The zip is
+    saved in ``root`` and deleted after a safe extraction unless ``keep_archive``.
+    Read the result with :class:`PhotoMatteDataset`.
+    """
+    return _download_and_extract(
+        "PhotoMatte85.zip", root, "PhotoMatte85", downloader, keep_archive, progress
+    )
+
+
+def download_backgrounds_validation(
+    root: PathLike, *, downloader: Any = None, keep_archive: bool = False, progress: bool = True
+) -> Path:
+    """Download and unpack the ~200 CC-licensed validation backgrounds; return their folder.
+
+    Chapter 06. The 8,000+ training backgrounds of the paper were never released; these
+    are the only official ones. Read them with :class:`BackgroundDataset`.
+    """
+    return _download_and_extract(
+        "Backgrounds_Validation.zip", root, "Backgrounds", downloader, keep_archive, progress
+    )
+
+
+VIDEOMATTE_SD_BYTES = 6 * 1024**3
+
+
+def download_videomatte240k_sd(
+    root: PathLike,
+    *,
+    downloader: Any = None,
+    keep_archive: bool = False,
+    progress: bool = True,
+    check_space: bool = True,
+) -> Path:
+    """Download and unpack VideoMatte240K JPEG SD (about 6 GB); return its folder.
+
+    Chapter 06. A big download (minutes on Colab, and Drive's daily quota may refuse it):
+    a warning says so, and unless ``check_space=False`` we first check that ``root`` has
+    room for the archive plus its contents (about 13 GB). Read the result with
+    :class:`VideoMatteDataset` (``split="train"`` or ``"test"``).
+    """
+    root = Path(root)
+    target = root / "VideoMatte240K_JPEG_SD"
+    if not (target.is_dir() and any(target.iterdir())):
+        warnings.warn(
+            "VideoMatte240K JPEG SD is a ~6 GB download that unpacks to about as much again; "
+            "on Colab put it on the local disk (/content), not on Google Drive.",
+            UserWarning,
+            stacklevel=2,
+        )
+        if check_space:
+            root.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(root).free
+            needed = int(VIDEOMATTE_SD_BYTES * 2.2)
+            if free < needed:
+                raise OSError(
+                    f"not enough free space in {root}: {free / 1e9:.1f} GB free, about "
+                    f"{needed / 1e9:.1f} GB needed (pass check_space=False to try anyway)"
+                )
+    return _download_and_extract(
+        "VideoMatte240K_JPEG_SD.zip",
+        root,
+        "VideoMatte240K_JPEG_SD",
+        downloader,
+        keep_archive,
+        progress,
+    )

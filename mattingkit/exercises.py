@@ -1,0 +1,460 @@
+"""Check functions for the notebook exercises.
+
+Each ``check_*`` function runs a student's answer on a few cases, prints a friendly
+``✓`` or says exactly what is wrong (which case, expected vs got) and returns ``True``
+or ``False``; it never raises on a wrong answer, so a notebook keeps running.
+
+Layout: shared helpers first (reuse them in new sections), then one section per
+chapter (``# --- Chapter NN ---``). Authors of later chapters append their section at
+the end of this file.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def passed(message: str) -> bool:
+    """Print a ✓ line and return True."""
+    print(f"✓ {message}")
+    return True
+
+
+def failed(message: str) -> bool:
+    """Print a ✗ line and return False."""
+    print(f"✗ {message}")
+    return False
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for error messages (shape and dtype for tensors)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() <= 4:
+            return f"tensor {value.flatten().tolist()} of shape {tuple(value.shape)}"
+        return f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+    return repr(value)
+
+
+def mismatch(
+    got: Any, expected: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-4
+) -> str | None:
+    """None when ``got`` matches the tensor ``expected``; otherwise what differs, in words."""
+    if not isinstance(got, torch.Tensor):
+        wanted = (
+            "a scalar tensor"
+            if expected.ndim == 0
+            else f"a tensor of shape {tuple(expected.shape)}"
+        )
+        return f"expected {wanted}, got {describe(got)}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
+    got = got.detach().to(expected.dtype)
+    if torch.isnan(got).any():
+        return f"the result contains {int(torch.isnan(got).sum())} NaN value(s)"
+    difference = (got - expected).abs()
+    tolerance = atol + rtol * expected.abs()
+    if bool((difference <= tolerance).all()):
+        return None
+    if expected.ndim == 0:
+        return f"expected {expected.item():.4f}, got {got.item():.4f}"
+    worst = int(difference.flatten().argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), expected.shape))
+    return (
+        f"at index {index} expected {expected.flatten()[worst].item():.4f}, "
+        f"got {got.flatten()[worst].item():.4f} "
+        f"({int((difference > tolerance).sum())} of {expected.numel()} values differ)"
+    )
+
+
+def call_student(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    """Call ``fn``; return (result, None) or (None, a one-line description of the error)."""
+    try:
+        return fn(*args, **kwargs), None
+    except NotImplementedError:
+        return None, "the function is not written yet (it raises NotImplementedError)"
+    except Exception as error:  # a student's bug: report it instead of crashing the notebook
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        return (
+            None,
+            f"it raised {type(error).__name__}: {error} (line {frame.lineno}: {frame.line})",
+        )
+
+
+def check_against_reference(
+    fn: Callable[..., Any],
+    reference: Callable[..., torch.Tensor],
+    cases: Sequence[tuple[str, tuple[Any, ...]]],
+    *,
+    name: str,
+    atol: float = 1e-5,
+) -> bool:
+    """Run ``fn`` and ``reference`` on each ``(description, args)`` case and compare."""
+    for description, args in cases:
+        got, error = call_student(fn, *args)
+        if error is None:
+            error = mismatch(got, reference(*args), atol=atol)
+        if error is not None:
+            return failed(f"{name}: on {description}, {error}.")
+    return passed(f"{name} is correct on all {len(cases)} cases.")
+
+
+def _random(seed: int, *shape: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- Chapter 01 -----------------------------------------------------------------------------
+
+
+def check_unknowns_per_pixel(n: int, known_background: bool = False) -> bool:
+    """Chapter 01: how many unknowns per pixel does matting have (with/without a plate)?"""
+    expected = 4 if known_background else 7
+    setting = "with a known background" if known_background else "from a single image"
+    if n == expected:
+        if known_background:
+            return passed(
+                "4 unknowns (α and the 3 channels of F) against 3 equations: still one "
+                "short, which is why the network has to learn what a person looks like."
+            )
+        return passed(
+            "7 unknowns (α, F's 3 channels, B's 3 channels) against 3 equations "
+            "(one per colour channel) — badly under-determined."
+        )
+    hints = {
+        3: "3 is the number of equations (one per colour channel), not of unknowns.",
+        7: "with the background known, B's 3 channels are no longer unknown.",
+        4: "without a plate, B is unknown too: add its 3 channels.",
+        1: "α is only one of the unknowns: the colours F (and B) are unknown as well.",
+    }
+    hint = hints.get(n, "count α, then each colour channel of F and of B that you do not know.")
+    return failed(f"Matting {setting}: {n} is not right. {hint}")
+
+
+def check_composite(fn: Callable[..., torch.Tensor]) -> bool:
+    """Chapter 01: ``fn(fgr, pha, bgr)`` must return ``α·F + (1 − α)·B``."""
+    from mattingkit.matting import composite
+
+    pixel = (
+        torch.tensor([1.0, 0.0, 0.5]).view(3, 1, 1),
+        torch.tensor([0.25]).view(1, 1, 1),
+        torch.tensor([0.0, 0.4, 1.0]).view(3, 1, 1),
+    )
+    cases = [
+        ("one pixel, F=(1, 0, 0.5), α=0.25, B=(0, 0.4, 1)", pixel),
+        (
+            "α = 1 everywhere (should give F)",
+            (_random(1, 3, 4, 5), torch.ones(1, 4, 5), _random(2, 3, 4, 5)),
+        ),
+        (
+            "α = 0 everywhere (should give B)",
+            (_random(3, 3, 4, 5), torch.zeros(1, 4, 5), _random(4, 3, 4, 5)),
+        ),
+        (
+            "a random batch of 2 images",
+            (_random(5, 2, 3, 6, 7), _random(6, 2, 1, 6, 7), _random(7, 2, 3, 6, 7)),
+        ),
+    ]
+    return check_against_reference(fn, composite, cases, name="composite")
+
+
+def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> bool:
+    """Chapter 01: ``fn(src1, src2, bgr1, bgr2)`` must return the exact alpha (…,1,H,W)."""
+    from mattingkit.matting import composite
+
+    def case(seed: int, lead: tuple[int, ...], height: int, width: int):
+        """Two shots of a random matte over two plates that differ at every pixel."""
+        fgr = _random(seed, *lead, 3, height, width)
+        pha = _random(seed + 1, *lead, 1, height, width)
+        bgr1 = _random(seed + 2, *lead, 3, height, width)
+        bgr2 = (bgr1 + 0.5) % 1.0
+        return (composite(fgr, pha, bgr1), composite(fgr, pha, bgr2), bgr1, bgr2), pha
+
+    for description, lead, height, width in (
+        ("a 4×5 image", (), 4, 5),
+        ("a batch of 2 images", (2,), 6, 7),
+    ):
+        args, truth = case(40 + height, lead, height, width)
+        got, error = call_student(fn, *args)
+        if error is None:
+            error = mismatch(got, truth, atol=1e-4)
+        if error is not None:
+            return failed(f"triangulation alpha: on {description}, {error}.")
+    return passed("your triangulation recovers α exactly, from two plates and no learning at all.")
+
+
+# --- Chapter 02 -----------------------------------------------------------------------------
+
+
+def check_residual_roundtrip(
+    to_residual: Callable[..., torch.Tensor], to_foreground: Callable[..., torch.Tensor]
+) -> bool:
+    """Chapter 02: ``to_residual(fgr, src)`` = F − I and ``to_foreground(residual, src)``
+    = clamp(I + residual, 0, 1), so that a round trip gives F back."""
+    from mattingkit.matting import foreground_to_residual, residual_to_foreground
+
+    fgr, src = _random(10, 3, 4, 5), _random(11, 3, 4, 5)
+    ok = check_against_reference(
+        to_residual, foreground_to_residual, [("random F and I", (fgr, src))], name="to_residual"
+    )
+    overshoot = torch.tensor([0.9, -0.9, 0.1]).view(3, 1, 1)
+    grey = torch.full((3, 1, 1), 0.5)
+    ok = ok and check_against_reference(
+        to_foreground,
+        residual_to_foreground,
+        [
+            ("a random residual", (fgr - src, src)),
+            ("a residual that overshoots [0, 1] (did you clamp?)", (overshoot, grey)),
+        ],
+        name="to_foreground",
+    )
+    if not ok:
+        return False
+    residual, error = call_student(to_residual, fgr, src)
+    back, error = (None, error) if error else call_student(to_foreground, residual, src)
+    problem = error or mismatch(back, fgr)
+    if problem:
+        return failed(f"round trip F → residual → F: {problem}.")
+    return passed("round trip F → F − I → F is exact.")
+
+
+def check_upsampled_foreground(fn: Callable[..., torch.Tensor]) -> bool:
+    """Chapter 02: ``fn(residual_small, src)`` upsamples the low-resolution residual to
+    ``src``'s size (bilinear) and returns ``clamp(src + residual, 0, 1)``."""
+    import torch.nn.functional as F
+
+    def reference(residual_small: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        residual = F.interpolate(
+            residual_small, size=src.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return (src + residual).clamp(0, 1)
+
+    cases = [
+        (
+            "a 4×4 residual and an 8×8 frame",
+            (_random(20, 1, 3, 4, 4) - 0.5, _random(21, 1, 3, 8, 8)),
+        ),
+        (
+            "a 3×5 residual and a 12×20 frame",
+            (_random(22, 2, 3, 3, 5) - 0.5, _random(23, 2, 3, 12, 20)),
+        ),
+    ]
+    return check_against_reference(fn, reference, cases, name="upsampled foreground", atol=1e-4)
+
+
+# --- Chapter 05 -----------------------------------------------------------------------------
+
+_LOSS_TERMS = ("alpha_l1", "alpha_gradient_l1", "foreground_l1", "error_mse")
+
+
+def _loss_cases(term: str) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
+    true_pha = _random(30, 2, 1, 8, 8)
+    true_pha[:, :, :3] = 0  # a transparent band: foreground undefined there
+    true_pha[:, :, 6:] = 1
+    pred_pha = _random(31, 2, 1, 8, 8)
+    if term in ("alpha_l1", "alpha_gradient_l1"):
+        step = torch.zeros(1, 1, 6, 6)
+        step[..., 3:] = 1
+        return [
+            ("a random batch of 2 alphas (B, 1, 8, 8)", (pred_pha, true_pha)),
+            ("a sharp edge against a blurred one", (step * 0.5 + 0.25, step)),
+        ]
+    if term == "foreground_l1":
+        return [
+            (
+                "a batch of 2 with α* = 0 in the top 3 rows",
+                (_random(32, 2, 3, 8, 8), _random(33, 2, 3, 8, 8), true_pha),
+            )
+        ]
+    return [("a random batch of 2 error maps", (_random(34, 2, 1, 8, 8), pred_pha, true_pha))]
+
+
+def check_loss(fn: Callable[..., torch.Tensor], term: str = "foreground_l1") -> bool:
+    """Chapter 05: compare a loss term written by hand with ``mattingkit.losses.<term>``.
+
+    ``term`` is one of ``alpha_l1(pred_pha, true_pha)``,
+    ``alpha_gradient_l1(pred_pha, true_pha)``,
+    ``foreground_l1(pred_fgr, true_fgr, true_pha)`` or
+    ``error_mse(pred_err, pred_pha, true_pha)``; ``fn`` takes the same arguments and
+    returns a scalar tensor.
+    """
+    from mattingkit import losses
+
+    if term not in _LOSS_TERMS:
+        raise ValueError(f"term must be one of {_LOSS_TERMS}, got {term!r}")
+    reference = getattr(losses, term)
+    for description, args in _loss_cases(term):
+        args = tuple(a.clone() for a in args)
+        if term == "error_mse":
+            args[1].requires_grad_(True)
+        got, error = call_student(fn, *args)
+        if error is None and isinstance(got, torch.Tensor) and got.ndim != 0:
+            error = f"expected a scalar (a mean over all values), got shape {tuple(got.shape)}"
+        expected = reference(*(a.detach() for a in args))
+        if error is None:
+            error = mismatch(got, expected, atol=1e-5)
+        if error is not None and term == "foreground_l1" and isinstance(got, torch.Tensor):
+            pred_fgr, true_fgr, true_pha = args
+            mask = (true_pha > 0).expand_as(pred_fgr)
+            if torch.allclose(got.detach(), (pred_fgr - true_fgr).abs()[mask].mean(), atol=1e-5):
+                error += (
+                    "; you averaged over the masked pixels only: the official code (and "
+                    "mattingkit) multiplies both images by the mask and averages over all pixels"
+                )
+            elif torch.allclose(got.detach(), (pred_fgr - true_fgr).abs().mean(), atol=1e-5):
+                error += "; you forgot the mask α* > 0"
+        if error is None and term == "error_mse" and got.requires_grad:
+            got.backward()
+            if args[1].grad is not None and args[1].grad.abs().sum() > 0:
+                error = (
+                    "the value is right, but gradients flow into pred_pha: detach the target "
+                    "|pred_pha.detach() − true_pha| so this term trains only the error map"
+                )
+        if error is not None:
+            return failed(f"{term}: on {description}, {error}.")
+    return passed(f"{term} matches mattingkit.losses.{term}.")
+
+
+# --- Chapter 03 -----------------------------------------------------------------------------
+
+
+def _meta_resnet_encoder() -> torch.nn.Module:
+    """ResNet-50 encoder on the meta device: real layer arithmetic, no weights, no memory."""
+    from mattingkit import MattingBase
+
+    with torch.device("meta"):
+        return MattingBase("resnet50").backbone
+
+
+def check_deepest_size(fn: Callable[[int, int], Any]) -> bool:
+    """Chapter 03: ``fn(height, width)`` must return the (H, W) of the ResNet's ``out16`` map."""
+    encoder = _meta_resnet_encoder()
+    for height, width in ((512, 512), (270, 480), (135, 240), (1080, 1920), (17, 33)):
+        expected = tuple(encoder(torch.empty(1, 6, height, width, device="meta")).out16.shape[2:])
+        got, error = call_student(fn, height, width)
+        if error is None and (not isinstance(got, Sequence) or len(got) != 2):
+            error = f"expected a pair (H, W), got {describe(got)}"
+        if error is None and tuple(int(v) for v in got) != expected:
+            error = f"expected {expected}, got {tuple(got)}"
+            if tuple(int(v) for v in got) == (height // 16, width // 16):
+                error += " (odd sizes round up: a stride-2 layer maps n to ceil(n / 2))"
+        if error is not None:
+            return failed(f"deepest size for a {height}×{width} input: {error}.")
+    return passed("right on all sizes, odd ones included: output stride 16, rounding up.")
+
+
+def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> bool:
+    """Chapter 03: ``fn(in_channels, out_channels, kernel_size, bias)`` = parameters of a Conv2d."""
+    cases = (
+        (6, 64, 7, False),
+        (3, 64, 7, False),
+        (42, 24, 3, False),
+        (12, 4, 3, True),
+        (1280, 256, 1, False),
+    )
+    for in_channels, out_channels, kernel_size, bias in cases:
+        with torch.device("meta"):
+            conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)
+        expected = sum(p.numel() for p in conv.parameters())
+        got, error = call_student(fn, in_channels, out_channels, kernel_size, bias)
+        if error is None and got != expected:
+            error = f"expected {expected:,}, got {describe(got)}"
+            if bias and got == expected - out_channels:
+                error += " (the bias adds one parameter per output channel)"
+        if error is not None:
+            description = f"Conv2d({in_channels}, {out_channels}, {kernel_size}, bias={bias})"
+            return failed(f"conv parameters of {description}: {error}.")
+    return passed("conv parameters = out × in × k × k (+ out for the bias).")
+
+
+def check_split_outputs(fn: Callable[..., Any]) -> bool:
+    """Chapter 03: ``fn(raw, src)`` turns (B, 37, H, W) into ``(pha, fgr, err, hid)``."""
+    raw = _random(30, 2, 37, 5, 6) * 3 - 1.5
+    src = _random(31, 2, 3, 5, 6)
+    expected = {
+        "pha": raw[:, 0:1].clamp(0, 1),
+        "fgr": (src + raw[:, 1:4]).clamp(0, 1),
+        "err": raw[:, 4:5].clamp(0, 1),
+        "hid": raw[:, 5:].relu(),
+    }
+    got, error = call_student(fn, raw.clone(), src.clone())
+    if error is None and (not isinstance(got, Sequence) or len(got) != 4):
+        error = f"expected a tuple (pha, fgr, err, hid), got {describe(got)}"
+    if error is None:
+        for (name, want), value in zip(expected.items(), got):
+            problem = mismatch(value, want)
+            if problem is not None:
+                error = f"{name}: {problem}"
+                break
+    if error is not None:
+        return failed(f"split_outputs on a random (2, 37, 5, 6) output: {error}.")
+    return passed("α, F = clamp(I + residual), error and hidden channels, exactly as MattingBase.")
+
+
+# --- Chapter 04 -----------------------------------------------------------------------------
+
+
+def check_patch_count(fn: Callable[[int, int, int], Any]) -> bool:
+    """Chapter 04: ``fn(sample_pixels, height, width)`` = 4×4 patches refined in sampling mode."""
+    from mattingkit.refiner import select_refinement_regions
+
+    cases = ((80_000, 1080, 1920), (320_000, 2160, 3840), (80_000, 256, 256), (1_000, 64, 64))
+    for pixels, height, width in cases:
+        err = _random(40, 1, 1, height // 4, width // 4)
+        selected = select_refinement_regions(
+            err, "sampling", pixels, 0.0, prevent_oversampling=False
+        )
+        expected = int(selected.sum())
+        got, error = call_student(fn, pixels, height, width)
+        if error is None and got != expected:
+            error = f"expected {expected:,}, got {describe(got)}"
+            if got == pixels // 16:
+                error += " (a small frame has fewer patches than that: cap it)"
+        if error is not None:
+            return failed(f"patches for {pixels:,} pixels on {width}×{height}: {error}.")
+    return passed("k = min(sample_pixels // 16, (H/4)·(W/4)) patches.")
+
+
+def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> bool:
+    """Chapter 04: ``fn(err, k)`` marks the k largest errors of each image with 1 (else 0)."""
+    from mattingkit.refiner import select_refinement_regions
+
+    cases = [
+        ("one 6×8 error map, k = 5", (_random(41, 1, 1, 6, 8), 5)),
+        ("a batch of 3 error maps, k = 7", (_random(42, 3, 1, 5, 9), 7)),
+        ("k = every patch", (_random(43, 1, 1, 4, 4), 16)),
+    ]
+
+    def reference(err: torch.Tensor, k: int) -> torch.Tensor:
+        return select_refinement_regions(err, "sampling", 16 * k, 0.0, prevent_oversampling=False)
+
+    return check_against_reference(fn, reference, cases, name="select_worst")
+
+
+def check_macs_per_patch(n: Any) -> bool:
+    """Chapter 04: multiply-accumulates of the refiner for ONE 4×4 patch (3×3 kernels)."""
+    from mattingkit import MattingRefine
+    from mattingkit.profile import gmacs_by_module
+
+    patches = 10
+    with torch.device("meta"):
+        model = MattingRefine(
+            "mobilenetv2", refine_sample_pixels=16 * patches, refine_prevent_oversampling=False
+        )
+    expected = round(gmacs_by_module(model, (64, 64))["refiner"] * 1e9 / patches)
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return failed(f"expected a number, got {describe(n)}.")
+    if n == expected:
+        return passed(
+            f"{expected:,} MACs per patch: 5,000 patches (HD) cost {5000 * expected / 1e9:.2f} GMac."
+        )
+    if n == 2 * expected:
+        return failed("that is FLOPs (2 per multiply-accumulate); count each multiply-add once.")
+    return failed(
+        f"{n:,} is not right. For each conv: output pixels × out channels × in channels × 3 × 3; "
+        "stage 1 works on 8×8 crops (valid convs: 6×6 then 4×4 outputs), stage 2 on 8×8 again."
+    )

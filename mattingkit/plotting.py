@@ -1,0 +1,213 @@
+"""Small matplotlib helpers that every chapter reuses.
+
+Notebooks should not repeat plotting boilerplate: they call :func:`show_images` for a
+row of pictures (tensors or arrays, colour or single-channel), :func:`rgba_on_checkerboard`
+to show a cut-out with its transparency visible, and :func:`overlay_mask` /
+:func:`overlay_patches` to mark regions such as the refiner's 4×4 patches.
+
+Accepted image layouts: torch tensors (3,H,W), (1,H,W), (H,W) or a batch of one
+(1,C,H,W); numpy arrays (H,W,3) or (H,W). Values are expected in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = [
+    "to_numpy_image",
+    "image_grid",
+    "show_images",
+    "checkerboard",
+    "rgba_on_checkerboard",
+    "overlay_mask",
+    "overlay_patches",
+    "soft_crop",
+    "textured_crop",
+]
+
+
+def to_numpy_image(image: Any) -> np.ndarray:
+    """Any supported image as a numpy array, (H,W,3) for colour or (H,W) for one channel."""
+    if isinstance(image, torch.Tensor):
+        array = image.detach().float().cpu()
+        if array.ndim == 4:
+            if array.shape[0] != 1:
+                raise ValueError(
+                    f"got a batch of {array.shape[0]} images {tuple(array.shape)}; "
+                    "pass one image, e.g. x[0]"
+                )
+            array = array[0]
+        if array.ndim == 3:
+            if array.shape[0] not in (1, 3):
+                raise ValueError(
+                    f"expected 1 or 3 channels first, (C, H, W), got {tuple(array.shape)}"
+                )
+            array = array.permute(1, 2, 0)
+        array = array.numpy()
+    else:
+        array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"cannot show an image of shape {array.shape}")
+    return array
+
+
+def image_grid(
+    images: Sequence[Any],
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    size: float = 3.0,
+    cmap: str = "gray",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+    colorbar: bool = False,
+    suptitle: str | None = None,
+) -> Figure:
+    """Lay images out in a grid and return the figure (without showing it). Chapter 01.
+
+    Single-channel images use ``cmap`` over ``value_range`` (``None``: each image's own
+    min…max, useful for loss maps); ``colorbar=True`` adds a scale to them.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("no images to show")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+    ncols = ncols or min(len(images), 4)
+    nrows = -(-len(images) // ncols)
+    arrays = [to_numpy_image(image) for image in images]
+    aspect = arrays[0].shape[0] / arrays[0].shape[1]
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * aspect * nrows + 0.4), squeeze=False
+    )
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index >= len(arrays):
+            continue
+        array = arrays[index]
+        if array.ndim == 2:
+            vmin, vmax = value_range if value_range is not None else (None, None)
+            shown = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            if colorbar:
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            ax.imshow(np.clip(array, 0, 1), interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, **kwargs: Any) -> None:
+    """Show images side by side (see :func:`image_grid` for the options). Chapter 01."""
+    image_grid(images, titles, **kwargs)
+    plt.show()
+
+
+def checkerboard(height: int, width: int, square: int = 8) -> np.ndarray:
+    """The grey checkerboard that image editors draw behind transparency, (H,W,3)."""
+    rows = (np.arange(height) // square)[:, None]
+    cols = (np.arange(width) // square)[None, :]
+    light = ((rows + cols) % 2 == 0).astype(np.float32)
+    return np.repeat((0.6 + 0.25 * light)[..., None], 3, axis=2)
+
+
+def rgba_on_checkerboard(fgr: Any, pha: Any, square: int = 8) -> np.ndarray:
+    """A cut-out (foreground + alpha) drawn over a checkerboard, (H,W,3). Chapter 01."""
+    fgr_np, pha_np = to_numpy_image(fgr), to_numpy_image(pha)
+    if fgr_np.shape[:2] != pha_np.shape[:2]:
+        raise ValueError(f"fgr is {fgr_np.shape[:2]} but pha is {pha_np.shape[:2]} (H, W)")
+    board = checkerboard(*pha_np.shape[:2], square=square)
+    alpha = pha_np[..., None]
+    return alpha * fgr_np[..., :3] + (1 - alpha) * board
+
+
+def overlay_mask(
+    image: Any, mask: Any, color: Sequence[float] = (1.0, 0.2, 0.2), opacity: float = 0.5
+) -> np.ndarray:
+    """Tint ``image`` with ``color`` where ``mask`` is on (soft masks tint partly), (H,W,3)."""
+    base, weight = to_numpy_image(image), to_numpy_image(mask)
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=2)
+    if base.shape[:2] != weight.shape[:2]:
+        raise ValueError(f"image is {base.shape[:2]} but mask is {weight.shape[:2]} (H, W)")
+    weight = opacity * np.clip(weight, 0, 1)[..., None]
+    return (1 - weight) * base[..., :3] + weight * np.asarray(color, dtype=np.float32)
+
+
+def overlay_patches(
+    image: Any,
+    selected: Any,
+    patch_size: int = 4,
+    color: Sequence[float] = (1.0, 0.2, 0.2),
+    opacity: float = 0.35,
+) -> np.ndarray:
+    """Mark selected patches, e.g. the refiner's ``ref_sm`` map at 1/patch_size. Chapter 04.
+
+    ``selected`` is (H/patch_size, W/patch_size) with 1 for a selected patch. Selected
+    patches are tinted and their borders drawn, so single 4×4 patches stay visible.
+    """
+    base = to_numpy_image(image)
+    grid = to_numpy_image(selected) > 0.5
+    if grid.ndim != 2:
+        raise ValueError(f"selected must be single-channel, got shape {grid.shape}")
+    mask = np.kron(grid, np.ones((patch_size, patch_size), dtype=bool))
+    height, width = base.shape[:2]
+    if mask.shape[0] < height or mask.shape[1] < width:
+        raise ValueError(
+            f"selected {grid.shape} × patch {patch_size} covers {mask.shape}, smaller than "
+            f"the image {(height, width)}"
+        )
+    mask = mask[:height, :width]
+    ys, xs = np.mgrid[:height, :width]
+    border = mask & ((ys % patch_size == 0) | (xs % patch_size == 0))
+    tinted = overlay_mask(base, mask.astype(np.float32), color, opacity)
+    tinted[border] = np.asarray(color, dtype=np.float32)
+    return tinted
+
+
+def soft_crop(pha: torch.Tensor, size: int = 96) -> tuple[slice, slice]:
+    """The size×size window with the most fractional alpha (hair, soft edges). Chapter 01.
+
+    Returns ``(rows, cols)`` slices, so ``image[..., rows, cols]`` zooms into the part of
+    a frame where matting is hardest. ``pha`` is (1,H,W) or (H,W) in [0, 1].
+    """
+    alpha = pha.detach().float().reshape(1, 1, *pha.shape[-2:])
+    height, width = alpha.shape[-2:]
+    size = min(size, height, width)
+    soft = ((alpha > 0.02) & (alpha < 0.98)).float()
+    counts = torch.nn.functional.avg_pool2d(soft, size, stride=max(1, size // 4))
+    row, col = divmod(int(counts.flatten().argmax()), counts.shape[-1])
+    top = min(row * max(1, size // 4), height - size)
+    left = min(col * max(1, size // 4), width - size)
+    return slice(top, top + size), slice(left, left + size)
+
+
+def textured_crop(image: torch.Tensor, pha: torch.Tensor, size: int = 96) -> tuple[slice, slice]:
+    """The size×size window, fully opaque (α = 1), with the most fine detail. Chapter 02.
+
+    Fine detail is measured as the distance of each pixel from its 5×5 local mean. Falls
+    back to the most opaque window when no window is fully opaque. ``image`` (3,H,W),
+    ``pha`` (1,H,W); returns ``(rows, cols)`` slices like :func:`soft_crop`.
+    """
+    gray = image.detach().float().mean(dim=-3, keepdim=True).reshape(1, 1, *image.shape[-2:])
+    opaque = (pha.detach().float().reshape(1, 1, *pha.shape[-2:]) >= 1).float()
+    height, width = gray.shape[-2:]
+    size = min(size, height, width)
+    stride = max(1, size // 8)
+    detail = (gray - torch.nn.functional.avg_pool2d(gray, 5, 1, 2, count_include_pad=False)).abs()
+    score = torch.nn.functional.avg_pool2d(detail * opaque, size, stride=stride)
+    coverage = torch.nn.functional.avg_pool2d(opaque, size, stride=stride)
+    score = torch.where(coverage > 0.999, score, coverage - 2)  # prefer fully opaque windows
+    row, col = divmod(int(score.flatten().argmax()), score.shape[-1])
+    top, left = min(row * stride, height - size), min(col * stride, width - size)
+    return slice(top, top + size), slice(left, left + size)

@@ -1,0 +1,186 @@
+"""Where the code runs: device choice, fast mode, Colab, and where the repository lives.
+
+Every chapter starts by asking the same questions: is there a GPU? are we in a quick
+test run (``MATTINGKIT_FAST=1``)? are we on Colab? where are the bundled assets?
+This module answers them in one place, so notebooks never hard-code a path or a URL.
+
+Chapter 01 introduces these helpers; every later chapter uses them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily: `import mattingkit.runtime` stays instant.
+    import torch
+
+#: The one place the repository URL lives (Colab badges, the Colab setup cell, README).
+REPO_URL = "https://github.com/mattingkit/mattingkit"
+#: The branch that Colab badges and the Colab setup cell use.
+REPO_BRANCH = "main"
+#: Where the Colab setup cell clones the repository.
+COLAB_CHECKOUT = Path("/content/mattingkit")
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+def fast_mode() -> bool:
+    """True when ``MATTINGKIT_FAST`` is set to 1/true/yes/on. Chapter 01.
+
+    Fast mode is what tests and CI use: notebooks shrink images, step counts and
+    widgets (a static figure instead of sliders) so that every chapter runs in
+    well under five minutes on a small CPU.
+    """
+    return os.environ.get("MATTINGKIT_FAST", "").strip().lower() in _TRUE_WORDS
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab kernel (``google.colab`` is imported there). Chapter 01."""
+    return "google.colab" in sys.modules
+
+
+def pick_device(verbose: bool = True) -> torch.device:
+    """Choose CUDA, then Apple MPS, then CPU, and say which one and why. Chapter 01.
+
+    ``MATTINGKIT_DEVICE`` (e.g. ``cpu`` or ``cuda:1``) overrides the choice, which is
+    handy to compare a GPU run with a CPU run in the same session.
+    """
+    import torch
+
+    override = os.environ.get("MATTINGKIT_DEVICE", "").strip()
+    if override:
+        try:
+            device = torch.device(override)
+        except RuntimeError as error:
+            raise ValueError(
+                f"MATTINGKIT_DEVICE={override!r} is not a device torch knows "
+                "(try 'cpu', 'cuda', 'cuda:0' or 'mps')"
+            ) from error
+        reason = f"MATTINGKIT_DEVICE={override!r} asks for it"
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+        reason = f"a CUDA GPU is available ({torch.cuda.get_device_name(0)})"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+        reason = "an Apple GPU is available through Metal (MPS)"
+    else:
+        device = torch.device("cpu")
+        reason = "no CUDA or Apple MPS GPU was found; everything still works, only slower"
+    if verbose:
+        print(f"Using device {device}: {reason}.")
+    return device
+
+
+def repo_root() -> Path:
+    """The root of the mattingkit checkout that this package was imported from. Chapter 01.
+
+    Works for a git clone, an editable install (``pip install -e .``) and the Colab
+    clone in ``/content/mattingkit``. A plain wheel install has no checkout, so this
+    raises ``RuntimeError`` saying how to get one.
+    """
+    candidate = Path(__file__).resolve().parents[1]
+    if (candidate / "pyproject.toml").is_file() and (candidate / "mattingkit").is_dir():
+        return candidate
+    raise RuntimeError(
+        f"mattingkit was imported from {candidate}, which is not a checkout of the "
+        f"repository. Clone {REPO_URL} and install it with `pip install -e .`, or set "
+        "MATTINGKIT_ASSETS to a folder holding the assets."
+    )
+
+
+def assets_dir() -> Path:
+    """The folder of bundled assets (sample images, small weights). Chapter 01.
+
+    ``MATTINGKIT_ASSETS`` overrides it; otherwise it is ``assets/`` in the checkout.
+    Raises ``FileNotFoundError`` naming the folder it looked for when it is missing.
+    """
+    override = os.environ.get("MATTINGKIT_ASSETS", "").strip()
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"MATTINGKIT_ASSETS points to {path}, which is not a folder")
+        return path
+    path = repo_root() / "assets"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"the assets folder {path} is missing; run `python scripts/make_assets.py` "
+            "from the repository root, or set MATTINGKIT_ASSETS"
+        )
+    return path
+
+
+def colab_notebook_url(notebook: str) -> str:
+    """The "Open in Colab" address of ``notebooks/<notebook>`` on ``REPO_BRANCH``."""
+    owner_repo = REPO_URL.removeprefix("https://github.com/").strip("/")
+    return (
+        f"https://colab.research.google.com/github/{owner_repo}/blob/{REPO_BRANCH}/"
+        f"notebooks/{notebook}"
+    )
+
+
+# --- Colab setup (called by the first code cell of every notebook) ---------------------
+
+
+def _installed_versions() -> dict[str, str]:
+    versions = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions[name.lower().replace("_", "-")] = dist.version
+    return versions
+
+
+def _distributions_of_imported_modules() -> set[str]:
+    """Names of the installed distributions whose top-level modules are already imported."""
+    imported = {name.split(".")[0] for name in list(sys.modules)}
+    names: set[str] = set()
+    mapping = getattr(importlib.metadata, "packages_distributions", None)  # Python >= 3.10
+    if mapping is None:
+        return set(_installed_versions())  # cannot tell: assume everything is imported
+    for module, dists in mapping().items():
+        if module in imported:
+            names.update(d.lower().replace("_", "-") for d in dists)
+    return names
+
+
+def colab_install(
+    checkout: Path | str = COLAB_CHECKOUT,
+    *,
+    custom_widgets: bool = False,
+    run: Callable[[Sequence[str]], object] | None = None,
+) -> list[str]:
+    """Install the checkout with its notebook extras and say whether to restart. Chapter 01.
+
+    The Colab setup cell clones the repository and calls this. It runs
+    ``pip install -q -e "<checkout>[notebooks]"``, turns on Colab's custom widget
+    manager when a chapter uses non-core widgets, and prints a restart notice only
+    when pip changed a package that the running kernel had already imported (the old
+    version would stay loaded). Returns the names of those packages.
+    """
+    runner = run or (lambda command: subprocess.run(list(command), check=True))
+    before = _installed_versions()
+    runner([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"])
+    importlib.invalidate_caches()
+    after = _installed_versions()
+    changed = {name for name, version in after.items() if before.get(name, version) != version}
+    stale = sorted(changed & _distributions_of_imported_modules())
+    if custom_widgets and in_colab():
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+    if stale:
+        print(
+            "⚠ pip upgraded packages this runtime had already imported: "
+            + ", ".join(stale)
+            + ".\n  Restart the runtime (Runtime → Restart session), then run the notebook "
+            "again from the top. The setup cell will be quick the second time."
+        )
+    else:
+        print("✓ mattingkit is installed; no restart needed.")
+    return stale

@@ -1,0 +1,1140 @@
+"""Chapter 06. Training Background Matting V2 on a subset: the two-stage schedule of the paper.
+
+The official code trains in two stages, and so does this module:
+
+1. ``stage="base"`` trains :class:`~mattingkit.MattingBase` alone at a low resolution
+   (``train_base.py``);
+2. ``stage="refine"`` starts a :class:`~mattingkit.MattingRefine` from the base weights
+   (``backbone``, ``aspp`` and ``decoder`` are shared) and trains everything jointly, the refiner
+   looking at full-resolution patches (``train_refine.py``).
+
+One :class:`TrainConfig` describes a run, in a notebook (``train(TrainConfig(...))``) and on the
+command line (``python -m mattingkit.train --stage base ...``: every field is a flag). A run
+writes under ``config.out``:
+
+* ``checkpoints/step-0000100.pth``: model, optimizer, LR schedule, grad scaler, step, RNG states,
+  config and history, written atomically (a crash while saving leaves the previous checkpoint);
+* ``model.pth``: the final fp32 ``state_dict`` (load it with ``torch.load(..., weights_only=True)``);
+* ``history.json``: the logged losses and validation metrics.
+
+Reproducibility: every random choice of a step (which samples, their augmentation, dropout) is
+seeded from ``(seed, step, rank)``, so an interrupted run resumed with ``resume=True`` continues
+exactly where an uninterrupted run would be (bit for bit on the same machine and thread count).
+
+Several processes: launch with ``torchrun --nproc_per_node=N -m mattingkit.train ...``; each
+process reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, joins a process group (NCCL on CUDA, Gloo on
+CPU), sees its own shard of each batch (``batch_size`` is the global batch) and gradients are
+averaged by ``DistributedDataParallel``. Only rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from mattingkit.io import atomic_write
+from mattingkit.model import MattingBase, MattingRefine
+
+__all__ = [
+    "OFFICIAL_LEARNING_RATES",
+    "HD_REFINE_FRACTION",
+    "TrainConfig",
+    "TrainResult",
+    "LiveLossPlot",
+    "train",
+    "training_step",
+    "evaluate",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "export_weights",
+    "build_model",
+    "main",
+]
+
+STAGES = ("base", "refine")
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+#: Learning rates of the official ``train_base.py`` / ``train_refine.py`` (Adam), per submodule.
+OFFICIAL_LEARNING_RATES: dict[str, dict[str, float]] = {
+    "base": {"backbone": 1e-4, "aspp": 5e-4, "decoder": 5e-4},
+    "refine": {"backbone": 5e-5, "aspp": 5e-5, "decoder": 1e-4, "refiner": 3e-4},
+}
+
+#: Share of the pixels that HD inference refines: 80,000 of 1920x1080, about 3.9 %.
+HD_REFINE_FRACTION = 80_000 / (1920 * 1080)
+
+#: Held-out validation samples use seeds far from any training seed.
+VALIDATION_SEED = 900_000_000
+
+CHECKPOINT_FORMAT = "mattingkit-train-checkpoint-v1"
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """Chapter 06. Everything that defines a training run (also the CLI flags, ``_`` -> ``-``).
+
+    The defaults are a tiny CPU run. ``lr_scale`` multiplies every official learning rate: short
+    runs from scratch on a CPU learn faster with a larger rate (e.g. 2-4) than the official one,
+    which was tuned for days of GPU training from ImageNet/DeepLabV3 weights.
+    """
+
+    stage: str = field(
+        default="base", metadata=_help("'base' (MattingBase) or 'refine' (MattingRefine)")
+    )
+    backbone: str = field(
+        default="mobilenetv2", metadata=_help("resnet50, resnet101 or mobilenetv2")
+    )
+    data: str = field(
+        default="synthetic",
+        metadata=_help(
+            "'synthetic' (offline generator) or a dataset spec 'KIND:PATH' with KIND "
+            "videomatte240k or photomatte85 (real foregrounds; also give --backgrounds)"
+        ),
+    )
+    backgrounds: str | None = field(
+        default=None, metadata=_help("folder of background images (real data)")
+    )
+    steps: int = field(default=100, metadata=_help("total optimisation steps of this stage"))
+    batch_size: int = field(default=4, metadata=_help("global batch size (split over processes)"))
+    size: int = field(default=128, metadata=_help("square training crop size in pixels"))
+    out: str = field(default="runs/train", metadata=_help("output folder"))
+    resume: bool = field(
+        default=False, metadata=_help("continue from the newest checkpoint in --out")
+    )
+    init: str | None = field(
+        default=None,
+        metadata=_help("initial weights (a checkpoint or state_dict; refine: the base run)"),
+    )
+    val_every: int = field(
+        default=50, metadata=_help("validate every N steps (0: only at the end)")
+    )
+    val_samples: int = field(default=8, metadata=_help("held-out synthetic validation samples"))
+    checkpoint_every: int = field(
+        default=50, metadata=_help("checkpoint every N steps (and at the end)")
+    )
+    keep_checkpoints: int = field(default=2, metadata=_help("how many recent checkpoints to keep"))
+    seed: int = field(default=0, metadata=_help("seed of every random choice"))
+    optimizer: str = field(default="adam", metadata=_help("'adam' (official) or 'adamw'"))
+    lr_scale: float = field(
+        default=1.0, metadata=_help("multiplier of the official learning rates")
+    )
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    schedule: str = field(
+        default="constant", metadata=_help("'constant' (official) or 'cosine' decay")
+    )
+    warmup_steps: int = field(default=0, metadata=_help("linear learning-rate warm-up steps"))
+    clip_grad_norm: float = field(default=0.0, metadata=_help("clip the gradient norm (0: off)"))
+    augment: bool = field(
+        default=True, metadata=_help("official batch augmentations (mattingkit.data)")
+    )
+    train_samples: int = field(
+        default=0, metadata=_help("synthetic training pool size (0: a fresh sample for every slot)")
+    )
+    backbone_scale: float = field(default=0.25, metadata=_help("refine stage: base network scale"))
+    refine_sample_fraction: float = field(
+        default=HD_REFINE_FRACTION,
+        metadata=_help("refine stage: share of crop pixels refined (default: the HD share, 3.9%%)"),
+    )
+    device: str = field(
+        default="auto", metadata=_help("'auto' (CUDA, MPS, CPU), 'cpu', 'cuda', ...")
+    )
+    amp: bool = field(default=True, metadata=_help("mixed precision (only on CUDA)"))
+    threads: int = field(default=0, metadata=_help("torch CPU threads (0: leave torch's default)"))
+    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
+    log_every: int = field(default=10, metadata=_help("record the loss every N steps"))
+    progress: bool = field(default=True, metadata=_help("show a tqdm progress bar"))
+    param_checksum: bool = field(
+        default=False, metadata=_help("each process writes a checksum of its weights (DDP check)")
+    )
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the option and the value when a setting cannot work."""
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"--backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}"
+            )
+        for name in ("steps", "batch_size", "size", "val_samples", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}"
+                )
+        for name in (
+            "val_every", "checkpoint_every", "warmup_steps", "threads", "num_workers", "train_samples",
+        ):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 0; got {getattr(self, name)}"
+                )
+        if self.size % 4 != 0 or self.size < 32:
+            raise ValueError(
+                f"--size must be a multiple of 4 and at least 32 (the refiner works on 4x4 patches "
+                f"and the backbone downsamples 16x); got {self.size}"
+            )
+        if self.stage == "refine" and self.size * self.backbone_scale < 32:
+            raise ValueError(
+                f"--size {self.size} with --backbone-scale {self.backbone_scale} gives the base network "
+                f"{self.size * self.backbone_scale:g} pixels; use --size >= {math.ceil(32 / self.backbone_scale)}"
+            )
+        if not 0 < self.backbone_scale <= 0.5:
+            raise ValueError(f"--backbone-scale must be in (0, 0.5]; got {self.backbone_scale}")
+        if not 0 < self.refine_sample_fraction <= 1:
+            raise ValueError(
+                f"--refine-sample-fraction must be in (0, 1]; got {self.refine_sample_fraction}"
+            )
+        if not self.lr_scale > 0:
+            raise ValueError(f"--lr-scale must be positive; got {self.lr_scale}")
+        if self.weight_decay < 0 or self.clip_grad_norm < 0:
+            raise ValueError("--weight-decay and --clip-grad-norm must be >= 0")
+        if self.data != "synthetic":
+            kind, _, path = self.data.partition(":")
+            if kind not in ("videomatte240k", "photomatte85") or not path:
+                raise ValueError(
+                    f"--data must be 'synthetic' or 'videomatte240k:PATH' / 'photomatte85:PATH'; got {self.data!r}"
+                )
+            if not self.backgrounds:
+                raise ValueError(
+                    f"--data {self.data} needs --backgrounds FOLDER (images to composite onto)"
+                )
+        if self.init is not None and not Path(self.init).is_file():
+            raise ValueError(f"--init {self.init}: no such file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (eval mode, CPU or the training device)."""
+
+    model: nn.Module
+    config: TrainConfig
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    checkpoint: Path | None
+    weights: Path | None
+
+
+# ------------------------------------------------------------------------------------------------
+# Small pieces: seeds, devices, distributed setup
+# ------------------------------------------------------------------------------------------------
+
+
+def _mix_seed(*numbers: int) -> int:
+    """A 63-bit seed from several integers (numpy's SeedSequence mixes them well)."""
+    return int(
+        np.random.SeedSequence([int(n) & 0xFFFFFFFF for n in numbers]).generate_state(2, np.uint64)[
+            0
+        ]
+        >> 1
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _pick_device(name: str, dist_info: _Dist) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_info.local_rank % torch.cuda.device_count())
+        if (
+            dist_info.world_size == 1
+            and getattr(torch.backends, "mps", None)
+            and torch.backends.mps.is_available()
+        ):
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", dist_info.local_rank)
+    return device
+
+
+def _setup_distributed(device_name: str) -> _Dist:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return _Dist()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if dist.is_initialized():  # the caller made the group
+        return _Dist(rank, world_size, local_rank, owns_group=False)
+    use_cuda = (
+        torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
+    )
+    if use_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _Dist(rank, world_size, local_rank, owns_group=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model, optimizer, schedule
+# ------------------------------------------------------------------------------------------------
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """Chapter 06. The network a stage trains: ``MattingBase`` or a sampling ``MattingRefine``.
+
+    For the refine stage the number of refined pixels follows the crop: ``refine_sample_fraction``
+    of ``size**2`` (by default the share HD inference refines), at least 16 patches.
+    """
+    if config.stage == "base":
+        return MattingBase(config.backbone)
+    return MattingRefine(
+        config.backbone,
+        backbone_scale=config.backbone_scale,
+        refine_mode="sampling",
+        refine_sample_pixels=refine_sample_pixels(config),
+    )
+
+
+def refine_sample_pixels(config: TrainConfig) -> int:
+    """Pixels the refiner re-predicts per training crop (a multiple of 16, at least 16 patches)."""
+    patches = max(16, round(config.refine_sample_fraction * config.size * config.size / 16))
+    return patches * 16
+
+
+def _parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    rates = OFFICIAL_LEARNING_RATES[config.stage]
+    groups = []
+    for name, lr in rates.items():
+        module = getattr(model, name)
+        groups.append(
+            {"params": list(module.parameters()), "lr": lr * config.lr_scale, "name": name}
+        )
+    return groups
+
+
+def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _parameter_groups(model, config)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    return torch.optim.Adam(groups, weight_decay=config.weight_decay)
+
+
+def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """Learning-rate multiplier at a step: linear warm-up, then constant or cosine decay to 5 %."""
+
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.schedule == "constant":
+            return 1.0
+        span = max(1, config.steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------
+
+
+def _training_dataset(config: TrainConfig) -> Dataset:
+    """The synthetic generator, or real foregrounds composited onto real backgrounds."""
+    size = (config.size, config.size)
+    if config.data == "synthetic":
+        from mattingkit.synthetic import SyntheticMattingDataset
+
+        length = config.train_samples or config.steps * config.batch_size
+        return SyntheticMattingDataset(length, size, seed=config.seed)
+    from mattingkit import data
+
+    kind, _, path = config.data.partition(":")
+    if kind == "photomatte85":
+        foregrounds = data.PhotoMatteDataset(path)
+    else:
+        split = "train" if (Path(path) / "train").is_dir() else None
+        foregrounds = data.VideoMatteDataset(path, split=split)
+    return data.CompositionDataset(
+        foregrounds,
+        data.BackgroundDataset(config.backgrounds),
+        size=size,
+        seed=config.seed,
+        fgr_scale=(0.4, 1.0) if config.stage == "base" else (0.3, 1.0),  # as the official
+    )
+
+
+class _EpochIndexed(Dataset):
+    """Items are addressed as ``(epoch, index)`` so a dataset with ``set_epoch`` (per-epoch
+    augmentations) gets the right epoch even inside DataLoader worker processes."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def validation_samples(count: int, size: int) -> list[dict[str, torch.Tensor]]:
+    """Chapter 06. A fixed held-out synthetic set: ``count`` dicts with ``src, bgr, fgr, pha``.
+
+    The seeds (``VALIDATION_SEED + i``) are far from every training seed. ``src`` is the exact
+    composite of the sample over its background, ``bgr`` is the clean plate.
+    """
+    from mattingkit.synthetic import make_sample
+
+    samples = []
+    for i in range(count):
+        s = make_sample(VALIDATION_SEED + i, size=(size, size))
+        samples.append({"src": s.src, "bgr": s.bgr, "fgr": s.fgr, "pha": s.pha})
+    return samples
+
+
+def _as_dict(sample: Any) -> dict[str, torch.Tensor]:
+    if isinstance(sample, dict):
+        return sample
+    return {name: getattr(sample, name) for name in ("fgr", "pha", "bgr")}
+
+
+def _collate(samples: list[Any]) -> dict[str, torch.Tensor]:
+    dicts = [_as_dict(s) for s in samples]
+    return {name: torch.stack([d[name] for d in dicts]) for name in ("fgr", "pha", "bgr")}
+
+
+class _ResumableBatches(torch.utils.data.Sampler):
+    """Index batches for steps ``start..total`` of this rank, reproducible from ``(seed, step)``.
+
+    A ``DistributedSampler`` shuffles the dataset once per epoch and gives each rank its share;
+    this wrapper cuts that into batches and can start in the middle of an epoch (on resume).
+    """
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int, dist_info: _Dist, seed: int, start: int, total: int
+    ):
+        self.sampler = DistributedSampler(
+            dataset,
+            num_replicas=dist_info.world_size,
+            rank=dist_info.rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=True,
+        )
+        self.batch_size = batch_size
+        self.start, self.total = start, total
+        self.steps_per_epoch = len(self.sampler) // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"the training set has {len(dataset)} samples, fewer than one batch of {batch_size} "
+                f"per process; use more samples or a smaller --batch-size"
+            )
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start
+        while step < self.total:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch)
+            indices = list(self.sampler)
+            for k in range(offset, self.steps_per_epoch):
+                if step >= self.total:
+                    return
+                yield [(epoch, i) for i in indices[k * self.batch_size : (k + 1) * self.batch_size]]
+                step += 1
+
+
+def _make_batch(
+    batch: dict[str, torch.Tensor], config: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return ``(src, bgr, true_fgr, true_pha)``: augmented (official recipe) or a plain composite."""
+    fgr, pha, bgr = batch["fgr"], batch["pha"], batch["bgr"]
+    if config.augment:
+        from mattingkit.data import augment_batch
+
+        src, bgr = augment_batch(fgr, pha, bgr, generator=generator)
+        return src, bgr, fgr, pha
+    src = pha * fgr + (1 - pha) * bgr
+    return src, bgr, fgr, pha
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss, evaluation
+# ------------------------------------------------------------------------------------------------
+
+
+def _loss(stage: str, output: Any, true_pha: torch.Tensor, true_fgr: torch.Tensor):
+    from mattingkit.losses import base_loss_from_output, refine_loss
+
+    output = type(output)(*(t.float() for t in output))  # losses in fp32, also under autocast
+    if stage == "base":
+        return base_loss_from_output(output, true_pha, true_fgr, return_terms=True)
+    return refine_loss(output, true_pha, true_fgr, return_terms=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module | Callable,
+    samples: Sequence[dict[str, torch.Tensor]],
+    metrics: Sequence[str] = ("sad", "mse", "grad"),
+    trimap: str | None = "auto",
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Chapter 06. Mean alpha metrics of ``model`` on ``samples`` (dicts with ``src, bgr, pha``).
+
+    Works for ``MattingBase`` and ``MattingRefine`` (the alpha is output 0 of both) and for any
+    callable ``(src, bgr) -> (pha, ...)`` on ``(1, 3, H, W)`` batches. Metric names are functions
+    of :mod:`mattingkit.metrics` (``sad``, ``mse``, ``grad``, ``conn``). ``trimap="auto"`` scores
+    the unknown band of each true alpha like the paper (:func:`mattingkit.metrics.trimap_from_alpha`);
+    ``None`` scores the whole image. The model is put in eval mode and restored after.
+    """
+    from mattingkit import metrics as metric_functions
+
+    if trimap not in ("auto", None):
+        raise ValueError(f"trimap must be 'auto' or None, got {trimap!r}")
+    functions = {name: getattr(metric_functions, name) for name in metrics}
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
+        if device is None:
+            device = next(model.parameters()).device
+    device = torch.device(device or "cpu")
+    totals = dict.fromkeys(metrics, 0.0)
+    try:
+        for sample in samples:
+            src = sample["src"][None].to(device)
+            bgr = sample["bgr"][None].to(device)
+            pha = model(src, bgr)[0].float().cpu()[0]
+            region = metric_functions.trimap_from_alpha(sample["pha"]) if trimap == "auto" else None
+            for name, fn in functions.items():
+                totals[name] += float(fn(pha, sample["pha"], region))
+    finally:
+        if was_training:
+            model.train()
+    return {name: total / max(1, len(samples)) for name, total in totals.items()}
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    src: torch.Tensor,
+    bgr: torch.Tensor,
+    true_pha: torch.Tensor,
+    true_fgr: torch.Tensor,
+    stage: str = "base",
+    amp: bool = False,
+    clip_grad_norm: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Chapter 06. One optimisation step: forward, loss, (scaled) backward, optimizer step.
+
+    ``amp=True`` runs the forward pass under ``torch.autocast`` (fp16 on CUDA); the loss is
+    always computed in fp32. ``scaler`` is a ``torch.amp.GradScaler``: on CUDA with AMP it
+    multiplies the loss so small fp16 gradients do not flush to zero, and divides them back
+    before the step (skipping steps whose gradients overflowed). Built with ``enabled=False``
+    (plain fp32) every call below is a pass-through, so both paths share this code.
+    Returns the detached loss and its terms.
+    """
+    device_type = src.device.type
+    with torch.autocast(device_type, enabled=amp):
+        output = model(src, bgr)
+    loss, terms = _loss(stage, output, true_pha, true_fgr)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss became {loss.item()}; lower the learning rate (--lr-scale)"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad_norm:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), terms
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints
+# ------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_dir(out: str | Path) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def _rng_states() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },  # fmt: skip
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if (
+        "cuda" in states
+        and torch.cuda.is_available()
+        and len(states["cuda"]) == torch.cuda.device_count()
+    ):
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """Chapter 06. The newest ``step-*.pth`` in ``out/checkpoints`` (``None`` if there is none)."""
+    files = sorted(_checkpoint_dir(out).glob("step-*.pth"))
+    return files[-1] if files else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Chapter 06. Read a training checkpoint safely (``weights_only=True``); clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - report which file, not a pickle traceback
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error})"
+        ) from error
+    return checkpoint
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_write(path) as f:
+        torch.save(state, f)
+
+
+def _prune_checkpoints(out: str | Path, keep: int) -> None:
+    files = sorted(_checkpoint_dir(out).glob("step-*.pth"))
+    for old in files[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def _remove_stale_temp_files(out: str | Path) -> None:
+    """A process killed *during* a save leaves its temporary file (never the checkpoint): delete it."""
+    for stale in _checkpoint_dir(out).glob(".step-*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _state_dict_of(source: Any) -> dict[str, torch.Tensor]:
+    if isinstance(source, dict) and source.get("format") == CHECKPOINT_FORMAT:
+        return source["model"]
+    if isinstance(source, dict):
+        return source
+    raise ValueError(f"expected a checkpoint or a state_dict, got {type(source).__name__}")
+
+
+def _describe(model: nn.Module) -> str:
+    backbone = type(getattr(model, "backbone", None)).__name__
+    return f"{type(model).__name__} ({backbone})"
+
+
+def _load_initial_weights(model: nn.Module, path: str | Path) -> str:
+    """Load ``path`` into ``model``; base weights into a refine model leave only ``refiner.*`` new."""
+    state = _state_dict_of(load_checkpoint(path))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(
+            f"--init {path} does not fit a {_describe(model)}: {len(wrong)} tensors have other "
+            f"shapes, e.g. {wrong[0]} {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)} "
+            f"(weights of another --backbone?)"
+        )
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("refiner.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"--init {path} does not fit a {type(model).__name__}: missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]} (wrong --backbone?)"
+        )
+    loaded = len(state) - len(result.unexpected_keys)
+    fresh = len(result.missing_keys)
+    return f"initialised {loaded} tensors from {path}" + (
+        f"; {fresh} refiner tensors start fresh" if fresh else ""
+    )
+
+
+def export_weights(
+    source: nn.Module | str | Path, path: str | Path, half: bool = True, overwrite: bool = False
+) -> Path:
+    """Chapter 06. Write a model's weights as a plain (fp16 by default) ``state_dict``, atomically.
+
+    ``source`` is a model or a training checkpoint path. fp16 halves the file (MobileNetV2:
+    about 10 MB instead of 20 MB) and loses nothing visible: load it into a fp32 model with
+    ``model.load_state_dict({k: v.float() ...})`` or let ``mattingkit.pretrained`` do it.
+    """
+    if isinstance(source, nn.Module):
+        state = source.state_dict()
+    else:
+        state = _state_dict_of(load_checkpoint(source))
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
+        for k, v in state.items()
+    }
+    with atomic_write(path, overwrite=overwrite) as f:
+        torch.save(state, f)
+    return Path(path)
+
+
+def _param_checksum(model: nn.Module) -> str:
+    """SHA-256 of every parameter (not the BatchNorm running statistics, which each DDP process
+    keeps for itself after the last forward pass)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Live plot
+# ------------------------------------------------------------------------------------------------
+
+
+class LiveLossPlot:
+    """Chapter 06. A training callback that redraws the loss curve (and validation SAD) in a notebook.
+
+    Pass it to :func:`train` as ``callbacks=[LiveLossPlot()]``. Outside IPython it only records.
+    ``plot.figure()`` returns the final figure (e.g. to save it).
+    """
+
+    def __init__(self, every: int = 1, title: str = "") -> None:
+        self.every = every
+        self.title = title
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.val_steps: list[int] = []
+        self.val_sad: list[float] = []
+        self._calls = 0
+        self._handle = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("loss") is not None:
+            self.steps.append(event["step"])
+            self.losses.append(event["loss"])
+        if event.get("val"):
+            self.val_steps.append(event["step"])
+            self.val_sad.append(event["val"].get("sad", float("nan")))
+        self._calls += 1
+        if self._calls % self.every == 0 or event.get("final"):
+            self._show()
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(
+            1, 2 if self.val_steps else 1, figsize=(9 if self.val_steps else 5, 3.2), squeeze=False
+        )
+        ax = ax[0]
+        ax[0].plot(self.steps, self.losses, color="tab:blue")
+        ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title=self.title or "loss")
+        if self.val_steps:
+            ax[1].plot(self.val_steps, self.val_sad, "o-", color="tab:orange")
+            ax[1].set(xlabel="step", ylabel="SAD (held-out)", title="validation")
+        fig.tight_layout()
+        return fig
+
+    def _show(self) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None or not self.steps:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = self.figure()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# The training loop
+# ------------------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
+) -> TrainResult:
+    """Chapter 06. Train one stage as ``config`` says; returns the model and what was logged.
+
+    ``callbacks`` are called on rank 0 with an event dict ``{"step", "steps", "stage", "loss",
+    "terms", "lr", "val", "final"}`` every ``log_every`` steps, after each validation and at the end.
+    """
+    config.validate()
+    dist_info = _setup_distributed(config.device)
+    try:
+        return _train(config, callbacks, dist_info)
+    finally:
+        if dist_info.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist) -> TrainResult:
+    is_main = dist_info.rank == 0
+    if config.batch_size % dist_info.world_size:
+        raise ValueError(
+            f"--batch-size {config.batch_size} must be divisible by the number of processes "
+            f"({dist_info.world_size})"
+        )
+    local_batch = config.batch_size // dist_info.world_size
+    if local_batch < 2:
+        raise ValueError(
+            f"each process needs a batch of at least 2 (BatchNorm in the ASPP pooling branch cannot "
+            f"normalise a single value); got --batch-size {config.batch_size} over "
+            f"{dist_info.world_size} process(es)"
+        )
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = _pick_device(config.device, dist_info)
+    use_amp = bool(config.amp and device.type == "cuda")
+    out = Path(config.out)
+
+    # Resume or start: never overwrite checkpoints the user already has.
+    _remove_stale_temp_files(out) if is_main else None
+    resume_from = latest_checkpoint(out) if config.resume else None
+    if not config.resume and latest_checkpoint(out) is not None:
+        raise FileExistsError(
+            f"{out} already holds checkpoints ({latest_checkpoint(out).name}); pass --resume to "
+            f"continue that run or choose another --out"
+        )
+    _seed_everything(_mix_seed(config.seed, dist_info.rank))
+
+    model = build_model(config).to(device)
+    notes = []
+    checkpoint = None
+    if resume_from is not None:
+        checkpoint = load_checkpoint(resume_from)
+        saved = checkpoint["config"]
+        for key in ("stage", "backbone", "size", "batch_size", "seed", "data"):
+            if saved.get(key) != getattr(config, key):
+                raise ValueError(
+                    f"cannot resume {resume_from}: it was trained with --{key.replace('_', '-')} "
+                    f"{saved.get(key)!r}, this run asks for {getattr(config, key)!r}"
+                )
+        model.load_state_dict(checkpoint["model"])
+        notes.append(f"resuming from {resume_from} (step {checkpoint['step']})")
+    elif config.init is not None:
+        notes.append(_load_initial_weights(model, config.init))
+    elif config.resume:
+        notes.append(f"--resume: no checkpoint in {_checkpoint_dir(out)}, starting from scratch")
+
+    if dist_info.enabled and config.stage == "refine" and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as train_refine.py
+    optimizer = _build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    start_step = 0
+    history: list[dict[str, Any]] = []
+    validation: list[dict[str, Any]] = []
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        start_step = int(checkpoint["step"])
+        history = list(checkpoint.get("history", []))
+        validation = list(checkpoint.get("validation", []))
+        _restore_rng_states(checkpoint["rng"])
+
+    net: nn.Module = model
+    if dist_info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.stage == "refine",  # no patch picked -> refiner unused
+        )
+
+    dataset = _training_dataset(config)
+    batches = _ResumableBatches(
+        dataset, local_batch, dist_info, config.seed, start_step, config.steps
+    )
+    loader = DataLoader(
+        _EpochIndexed(dataset),
+        batch_sampler=batches,
+        collate_fn=_collate,
+        num_workers=config.num_workers,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=False,
+    )
+    val_set = validation_samples(config.val_samples, config.size) if is_main else []
+
+    def emit(event: dict[str, Any]) -> None:
+        if is_main:
+            for callback in callbacks:
+                callback(event)
+
+    progress = None
+    if is_main and config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(
+            total=config.steps, initial=start_step, desc=f"{config.stage} ({device.type})"
+        )
+    for note in notes:
+        _say(note, progress, is_main)
+
+    def validate(step: int) -> dict[str, Any]:
+        metrics = evaluate(model, val_set, device=device)
+        record = {"step": step, **metrics}
+        validation.append(record)
+        emit(
+            {
+                "step": step,
+                "steps": config.steps,
+                "stage": config.stage,
+                "loss": None,
+                "val": metrics,
+            }
+        )
+        return record
+
+    def save(step: int) -> Path:
+        path = _checkpoint_dir(out) / f"step-{step:07d}.pth"
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "config": config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_states(),
+            "history": history,
+            "validation": validation,
+        }
+        _save_checkpoint(path, state)
+        _prune_checkpoints(out, config.keep_checkpoints)
+        return path
+
+    net.train()
+    aug_generator = torch.Generator()
+    started = time.perf_counter()
+    last_checkpoint = resume_from
+    step = start_step
+    window: list[float] = []
+    for batch in loader:
+        # Every random choice of this step comes from (seed, step, rank): resume is exact.
+        step_seed = _mix_seed(config.seed, step, dist_info.rank)
+        aug_generator.manual_seed(step_seed)
+        torch.manual_seed(step_seed)  # dropout in the ASPP
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        src, bgr, true_fgr, true_pha = _make_batch(batch, config, aug_generator)
+        loss, terms = training_step(
+            net, optimizer, scaler, src, bgr, true_pha, true_fgr,
+            stage=config.stage, amp=use_amp, clip_grad_norm=config.clip_grad_norm,
+        )  # fmt: skip
+        scheduler.step()
+        step += 1
+        window.append(loss.item())
+
+        if step % config.log_every == 0 or step == config.steps:
+            record = {
+                "step": step,
+                "loss": sum(window) / len(window),
+                "lr": optimizer.param_groups[0]["lr"],
+                "time": time.perf_counter() - started,
+                **{name: float(v) for name, v in terms.items()},
+            }
+            window.clear()
+            history.append(record)
+            emit({"step": step, "steps": config.steps, "stage": config.stage, "loss": record["loss"],
+                  "terms": terms, "lr": record["lr"], "val": None})  # fmt: skip
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+        if is_main and config.val_every and step % config.val_every == 0 and step < config.steps:
+            record = validate(step)
+            _say(
+                f"step {step}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step"),
+                progress,
+                is_main,
+            )
+        if (
+            is_main
+            and config.checkpoint_every
+            and step % config.checkpoint_every == 0
+            and step < config.steps
+        ):
+            last_checkpoint = save(step)
+
+    seconds = time.perf_counter() - started
+    weights = None
+    if is_main:
+        if step > start_step or not validation or validation[-1]["step"] != step:
+            validate(step)
+        last_checkpoint = save(step)
+        weights = out / "model.pth"
+        with atomic_write(weights) as f:
+            torch.save(model.state_dict(), f)
+        with atomic_write(out / "history.json", "w") as f:
+            json.dump({"config": config.to_dict(), "history": history, "validation": validation,
+                       "seconds": seconds, "steps_run": step - start_step}, f, indent=1)  # fmt: skip
+        emit(
+            {
+                "step": step,
+                "steps": config.steps,
+                "stage": config.stage,
+                "loss": None,
+                "val": None,
+                "final": True,
+            }
+        )
+    if progress is not None:
+        progress.close()
+    if config.param_checksum:
+        (out / f"params-rank{dist_info.rank}.sha256").parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / f"params-rank{dist_info.rank}.sha256", "w") as f:
+            f.write(_param_checksum(model) + "\n")
+    if dist_info.enabled:
+        dist.barrier()
+    model.eval()
+    return TrainResult(model, config, step, seconds, history, validation, last_checkpoint, weights)
+
+
+def _say(message: str, progress: Any, is_main: bool) -> None:
+    if not is_main:
+        return
+    if progress is not None:
+        progress.write(message)
+    else:
+        print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mattingkit.train",
+        description="Train Background Matting V2 (chapter 06). Every option is a TrainConfig field.",
+    )
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.type in ("bool", bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        default = f.default
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{help_text} (default: {default})"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: ``python -m mattingkit.train --stage base --steps 100 --out runs/base``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    config = TrainConfig(**vars(args))
+    try:
+        config.validate()
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        result = train(config)
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        last = result.validation[-1] if result.validation else {}
+        print(
+            f"done: {result.steps} steps in {result.seconds:.1f}s; weights {result.weights}; "
+            + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step"),
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Tests for mattingkit.runtime."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from mattingkit import runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("true", True), ("YES", True), ("0", False), ("", False), ("no", False)],
+)
+def test_fast_mode_reads_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("MATTINGKIT_FAST", value)
+    assert runtime.fast_mode() is expected
+
+
+def test_fast_mode_off_when_unset(monkeypatch):
+    monkeypatch.delenv("MATTINGKIT_FAST", raising=False)
+    assert runtime.fast_mode() is False
+
+
+def test_in_colab_follows_google_colab_module(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert runtime.in_colab() is False
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert runtime.in_colab() is True
+
+
+def test_pick_device_prints_choice_and_reason(monkeypatch, capsys):
+    monkeypatch.delenv("MATTINGKIT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    device = runtime.pick_device()
+    assert device == torch.device("cpu")
+    assert "Using device cpu: no CUDA or Apple MPS GPU" in capsys.readouterr().out
+    runtime.pick_device(verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_pick_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.delenv("MATTINGKIT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runtime.pick_device(verbose=False) == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+    assert runtime.pick_device(verbose=False) == torch.device("cuda")
+
+
+def test_pick_device_override(monkeypatch, capsys):
+    monkeypatch.setenv("MATTINGKIT_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.pick_device() == torch.device("cpu")
+    assert "MATTINGKIT_DEVICE='cpu'" in capsys.readouterr().out
+    monkeypatch.setenv("MATTINGKIT_DEVICE", "toaster")
+    with pytest.raises(ValueError, match="toaster"):
+        runtime.pick_device()
+
+
+def test_repo_root_and_assets_dir(monkeypatch, tmp_path):
+    assert runtime.repo_root() == ROOT
+    monkeypatch.setenv("MATTINGKIT_ASSETS", str(tmp_path))
+    assert runtime.assets_dir() == tmp_path
+    monkeypatch.setenv("MATTINGKIT_ASSETS", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        runtime.assets_dir()
+    monkeypatch.delenv("MATTINGKIT_ASSETS")
+    assert runtime.assets_dir() == ROOT / "assets"
+
+
+def test_colab_url_uses_the_one_repo_url():
+    url = runtime.colab_notebook_url("01_matting_equation.ipynb")
+    assert url == (
+        "https://colab.research.google.com/github/mattingkit/mattingkit/blob/main/"
+        "notebooks/01_matting_equation.ipynb"
+    )
+    assert runtime.REPO_URL == "https://github.com/mattingkit/mattingkit"
+    assert runtime.REPO_BRANCH == "main"
+
+
+def test_colab_install_runs_pip_and_reports_restart(monkeypatch, capsys):
+    commands = []
+    versions = iter([{"numpy": "1.0", "newpkg": "1.0"}, {"numpy": "2.0", "newpkg": "1.0"}])
+    monkeypatch.setattr(runtime, "_installed_versions", lambda: next(versions))
+    monkeypatch.setattr(runtime, "_distributions_of_imported_modules", lambda: {"numpy"})
+    stale = runtime.colab_install("/content/mattingkit", run=commands.append)
+    assert commands == [
+        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mattingkit[notebooks]"]
+    ]
+    assert stale == ["numpy"]
+    assert "Restart the runtime" in capsys.readouterr().out
+
+
+def test_colab_install_without_restart_and_with_widgets(monkeypatch, capsys):
+    enabled = []
+    colab = types.ModuleType("google.colab")
+    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: enabled.append(1))
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(runtime, "_installed_versions", lambda: {"numpy": "1.0"})
+    stale = runtime.colab_install(custom_widgets=True, run=lambda command: None)
+    assert stale == []
+    assert enabled == [1]
+    assert "no restart needed" in capsys.readouterr().out
+
+
+def test_imported_distributions_include_torch():
+    assert "torch" in runtime._distributions_of_imported_modules()

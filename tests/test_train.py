@@ -1,0 +1,343 @@
+"""Tests of mattingkit.train: real model, real losses, tiny images (64x64), a few steps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mattingkit import train as T
+from mattingkit.model import MattingBase, MattingRefine
+from mattingkit.synthetic import SyntheticMattingDataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path: Path, **overrides) -> T.TrainConfig:
+    settings = dict(
+        stage="base",
+        steps=4,
+        batch_size=2,
+        size=64,
+        out=str(tmp_path / "run"),
+        val_every=0,
+        val_samples=2,
+        checkpoint_every=2,
+        log_every=1,
+        progress=False,
+        threads=1,
+    )
+    settings.update(overrides)
+    return T.TrainConfig(**settings)
+
+
+def fixed_batch(size: int = 64, batch: int = 2):
+    data = SyntheticMattingDataset(batch, (size, size), seed=3)
+    items = [data[i] for i in range(batch)]
+    fgr = torch.stack([i["fgr"] for i in items])
+    pha = torch.stack([i["pha"] for i in items])
+    bgr = torch.stack([i["bgr"] for i in items])
+    return pha * fgr + (1 - pha) * bgr, bgr, fgr, pha
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mattingkit.train", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Learning
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = MattingBase("mobilenetv2").train()
+    config = T.TrainConfig(lr_scale=5.0)
+    optimizer = T._build_optimizer(model, config)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    src, bgr, fgr, pha = fixed_batch()
+    losses = [
+        T.training_step(model, optimizer, scaler, src, bgr, pha, fgr, stage="base")[0].item()
+        for _ in range(12)
+    ]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_refine_stage_step_trains_the_refiner():
+    torch.manual_seed(0)
+    model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * 16).train()
+    optimizer = T._build_optimizer(model, T.TrainConfig(stage="refine"))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    src, bgr, fgr, pha = fixed_batch(size=128)
+    before = model.refiner.conv1.weight.detach().clone()
+    loss, terms = T.training_step(model, optimizer, scaler, src, bgr, pha, fgr, stage="refine")
+    assert set(terms) >= {"alpha_l1", "alpha_l1_sm", "error_mse"}
+    assert torch.isfinite(loss)
+    assert not torch.equal(before, model.refiner.conv1.weight)
+
+
+def test_grad_scaler_path_gives_the_same_step_as_plain_fp32():
+    """The AMP code path (scale, unscale, step, update) with a live scaler on CPU."""
+    torch.manual_seed(0)
+    src, bgr, fgr, pha = fixed_batch()
+    first = MattingBase("mobilenetv2").train()
+    second = MattingBase("mobilenetv2").train()
+    second.load_state_dict(first.state_dict())
+    results = []
+    for model, enabled in ((first, False), (second, True)):
+        optimizer = T._build_optimizer(model, T.TrainConfig())
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10)
+        torch.manual_seed(1)  # same dropout mask
+        T.training_step(model, optimizer, scaler, src, bgr, pha, fgr, clip_grad_norm=1.0)
+        results.append(model.state_dict())
+        if enabled:
+            assert scaler.get_scale() == 2.0**10  # no overflow, the step was taken
+    for name, value in results[0].items():
+        torch.testing.assert_close(results[1][name], value, rtol=1e-5, atol=1e-7, msg=name)
+    moved = [n for n, p in MattingBase("mobilenetv2").state_dict().items() if p.is_floating_point()]
+    assert moved  # sanity: there are parameters to compare
+
+
+def test_official_parameter_groups_and_lr_scale():
+    model = MattingRefine("mobilenetv2")
+    optimizer = T._build_optimizer(model, T.TrainConfig(stage="refine", lr_scale=2.0))
+    rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert rates == {"backbone": 1e-4, "aspp": 1e-4, "decoder": 2e-4, "refiner": 6e-4}
+    counted = sum(len(g["params"]) for g in optimizer.param_groups)
+    assert counted == len(list(model.parameters()))
+
+
+def test_refine_sample_pixels_follow_the_crop():
+    config = T.TrainConfig(stage="refine", size=512)
+    pixels = T.refine_sample_pixels(config)
+    assert pixels % 16 == 0
+    assert abs(pixels / 512**2 - T.HD_REFINE_FRACTION) < 0.001
+    assert T.refine_sample_pixels(T.TrainConfig(stage="refine", size=64)) == 16 * 16
+
+
+# ------------------------------------------------------------------------------------------------
+# Data order and init
+# ------------------------------------------------------------------------------------------------
+
+
+def test_resumable_batches_continue_the_same_sequence():
+    data = SyntheticMattingDataset(10, (16, 16))
+    full = list(T._ResumableBatches(data, 3, T._Dist(), seed=5, start=0, total=9))
+    tail = list(T._ResumableBatches(data, 3, T._Dist(), seed=5, start=4, total=9))
+    assert len(full) == 9 and tail == full[4:]
+    assert [i for _, i in full[0]] != [i for _, i in full[3]]  # reshuffled every epoch
+    ranks = [list(T._ResumableBatches(data, 2, T._Dist(r, 2), 5, 0, 2)) for r in (0, 1)]
+    assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))  # ranks see disjoint samples
+    assert [epoch for epoch, _ in full[3]] == [1, 1, 1]
+
+
+def test_refine_init_loads_the_base_weights(tmp_path):
+    base = MattingBase("mobilenetv2")
+    torch.save(base.state_dict(), tmp_path / "base.pth")
+    refine = MattingRefine("mobilenetv2")
+    note = T._load_initial_weights(refine, tmp_path / "base.pth")
+    assert "refiner" in note
+    torch.testing.assert_close(refine.backbone.state_dict(), base.backbone.state_dict())
+    torch.testing.assert_close(refine.decoder.state_dict(), base.decoder.state_dict())
+    torch.save(MattingBase("resnet50").state_dict(), tmp_path / "r50.pth")
+    with pytest.raises(ValueError, match="does not fit"):
+        T._load_initial_weights(MattingRefine("mobilenetv2"), tmp_path / "r50.pth")
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints, export
+# ------------------------------------------------------------------------------------------------
+
+
+def test_train_writes_checkpoints_weights_and_history(tmp_path):
+    events = []
+    result = T.train(tiny_config(tmp_path, augment=False), callbacks=[events.append])
+    out = Path(result.config.out)
+    assert result.steps == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-0000002.pth",
+        "step-0000004.pth",
+    ]
+    checkpoint = T.load_checkpoint(out / "checkpoints" / "step-0000004.pth")
+    assert checkpoint["step"] == 4 and checkpoint["config"]["size"] == 64
+    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng", "history"}
+    weights = _load_weights(out / "model.pth")
+    MattingBase("mobilenetv2").load_state_dict(weights)
+    assert [e["step"] for e in events if e.get("loss") is not None] == [1, 2, 3, 4]
+    assert result.validation[-1]["step"] == 4 and result.validation[-1]["sad"] > 0
+    assert (out / "history.json").is_file()
+
+
+def test_checkpoint_is_atomic_when_the_save_crashes(tmp_path, monkeypatch):
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def crashing_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint dies half-way through writing
+            f.write(b"partial checkpoint bytes")
+            raise RuntimeError("simulated crash during save")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(T.torch, "save", crashing_save)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        T.train(tiny_config(tmp_path, augment=False))
+    folder = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in folder.iterdir()] == ["step-0000002.pth"]  # no partial, no temp
+    assert T.load_checkpoint(folder / "step-0000002.pth")["step"] == 2
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    T.train(tiny_config(tmp_path, steps=2, augment=False))
+    with pytest.raises(FileExistsError, match="--resume"):
+        T.train(tiny_config(tmp_path, steps=2, augment=False))
+
+
+def test_export_weights_fp16(tmp_path):
+    model = MattingRefine("mobilenetv2")
+    path = T.export_weights(model, tmp_path / "w.pth")
+    state = _load_weights(path)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    fresh = MattingRefine("mobilenetv2")
+    fresh.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    torch.testing.assert_close(
+        fresh.refiner.conv1.weight, model.refiner.conv1.weight, atol=1e-3, rtol=1e-3
+    )
+    assert path.stat().st_size < 0.6 * sum(v.numel() * 4 for v in model.state_dict().values())
+    with pytest.raises(FileExistsError):
+        T.export_weights(model, path)
+
+
+def test_evaluate_scores_an_oracle_zero_and_a_blank_model_worse():
+    samples = T.validation_samples(2, 64)
+    lookup = {s["src"].data_ptr(): s["pha"] for s in samples}
+
+    def oracle(src, bgr):
+        return (lookup[src.data_ptr()][None],)
+
+    def blank(src, bgr):
+        return (torch.zeros_like(src[:, :1]),)
+
+    perfect = T.evaluate(oracle, samples, device="cpu")
+    bad = T.evaluate(blank, samples, device="cpu")
+    assert perfect == {"sad": 0.0, "mse": 0.0, "grad": 0.0}
+    assert bad["sad"] > 0.5 and bad["mse"] > 0.01
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line: kill and resume, DDP, bad options
+# ------------------------------------------------------------------------------------------------
+
+
+RUN_ARGS = ["--steps", "24", "--batch-size", "2", "--size", "64", "--checkpoint-every", "4",
+            "--val-every", "0", "--val-samples", "1", "--threads", "1", "--no-progress", "--seed", "3",
+            "--keep-checkpoints", "10"]  # fmt: skip
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    killed = tmp_path / "killed"
+    subprocess.run(
+        _cli(*RUN_ARGS, "--out", str(straight)), check=True, env=_env(), capture_output=True
+    )
+
+    process = subprocess.Popen(
+        _cli(*RUN_ARGS, "--out", str(killed)),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list((killed / "checkpoints").glob("step-*.pth")):
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "model.pth").exists()  # really interrupted
+    interrupted_at = T.load_checkpoint(T.latest_checkpoint(killed))["step"]
+    assert interrupted_at < 24
+
+    subprocess.run(
+        _cli(*RUN_ARGS, "--out", str(killed), "--resume"),
+        check=True,
+        env=_env(),
+        capture_output=True,
+    )
+    for folder in (straight, killed):
+        files = sorted((folder / "checkpoints").glob("*"))
+        assert [p.name for p in files][-1] == "step-0000024.pth"
+        assert all(T.load_checkpoint(p)["step"] % 4 == 0 for p in files)  # none corrupted
+    assert T.load_checkpoint(killed / "checkpoints" / "step-0000024.pth")["step"] == 24
+    a, b = _load_weights(straight / "model.pth"), _load_weights(killed / "model.pth")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"resumed weights differ from the uninterrupted run: {different[:5]}"
+
+
+def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "mattingkit.train", "--steps", "3", "--batch-size", "4", "--size", "64",
+        "--val-samples", "1", "--no-progress", "--param-checksum", "--out", str(out),
+        "--checkpoint-every", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sums = [(out / f"params-rank{r}.sha256").read_text().strip() for r in (0, 1)]
+    assert len(sums[0]) == 64 and sums[0] == sums[1]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-0000002.pth",
+        "step-0000003.pth",
+    ]
+    checkpoint = T.load_checkpoint(out / "checkpoints" / "step-0000003.pth")
+    model = MattingBase("mobilenetv2")
+    model.load_state_dict(checkpoint["model"])
+    assert T._param_checksum(model) == sums[0]
+    assert result.stdout.count("done:") == 1  # only rank 0 reports
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stage", "middle"], "--stage must be one of base, refine"),
+        (["--size", "30"], "--size must be a multiple of 4"),
+        (["--backbone", "vgg"], "--backbone must be one of"),
+        (["--data", "somewhere"], "--data must be 'synthetic'"),
+        (["--data", "photomatte85:/x"], "needs --backgrounds"),
+        (["--lr-scale", "0"], "--lr-scale must be positive"),
+        (["--init", "/nonexistent/base.pth"], "no such file"),
+        (["--steps", "ten"], "invalid int value"),
+    ],
+)
+def test_cli_rejects_bad_options(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        T.main([*args, "--out", "/nonexistent/never-written"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_a_batch_of_one_per_process(tmp_path, capsys):
+    code = T.main(["--batch-size", "1", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert code == 2
+    assert "batch of at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
