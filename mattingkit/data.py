@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from mattingkit.download import extract_archive, fetch
-from mattingkit.io import read_alpha, read_image
+from mattingkit.io import read_image
 
 __all__ = [
     "BackgroundDataset",
@@ -129,7 +129,20 @@ class VideoMatteDataset(Dataset):
         return len(self.fgr_files)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"fgr": read_image(self.fgr_files[index]), "pha": read_alpha(self.pha_files[index])}
+        return {"fgr": read_image(self.fgr_files[index]), "pha": _read_matte(self.pha_files[index])}
+
+
+def _read_matte(path: Path) -> torch.Tensor:
+    """A matte stored as an image, as (1, H, W) float32 in [0, 1].
+
+    VideoMatte240K stores its mattes as JPEGs, which may be 3-channel files whose channels
+    differ by compression noise; like the official loader (PIL ``convert("L")``) we take the
+    ITU-R 601 luma instead of insisting on one channel.
+    """
+    rgb = read_image(path)
+    if torch.equal(rgb[0], rgb[1]) and torch.equal(rgb[1], rgb[2]):  # a grey file: exact
+        return rgb[0:1].clone()
+    return (0.299 * rgb[0:1] + 0.587 * rgb[1:2] + 0.114 * rgb[2:3]).clamp(0, 1)
 
 
 class PhotoMatteDataset(Dataset):
@@ -246,14 +259,24 @@ def _affine_and_resize(
     )
 
 
+def _box_filter(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over a ``size`` x ``size`` box (any size, even too), edges replicated. (B, C, H, W).
+
+    Done as two 1-D passes (rows, then columns), so a 39 px box costs 2 x 39, not 39^2,
+    operations per pixel.
+    """
+    if size <= 1:
+        return batch
+    before, after = size // 2, (size - 1) // 2
+    rows = nnf.avg_pool2d(nnf.pad(batch, (before, after, 0, 0), mode="replicate"), (1, size), 1)
+    return nnf.avg_pool2d(nnf.pad(rows, (0, 0, before, after), mode="replicate"), (size, 1), 1)
+
+
 def _box_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over a (2r+1)^2 box, edges replicated (PIL's ``BoxBlur``). (C, H, W) or (B, C, H, W)."""
     if radius <= 0:
         return image
-    k = 2 * radius + 1
-    batch = image if image.ndim == 4 else image[None]
-    padded = nnf.pad(batch, (radius, radius, radius, radius), mode="replicate")
-    out = nnf.avg_pool2d(padded, k, stride=1)
+    out = _box_filter(image if image.ndim == 4 else image[None], 2 * radius + 1)
     return out if image.ndim == 4 else out[0]
 
 
@@ -458,23 +481,33 @@ def _random_affine_grid(
     """
     b, device = x.shape[0], x.device
     h, w = x.shape[-2:]
-    u = _rand(5 * b, generator, device).view(5, b).double()
+    u = _rand(5 * b, generator, device).view(5, b)
     angle = torch.deg2rad((u[0] * 2 - 1) * degrees)
     zoom = scale[0] + u[3] * (scale[1] - scale[0])
     tan = torch.tan(torch.deg2rad((u[4] * 2 - 1) * shear))
     cos, sin = torch.cos(angle), torch.sin(angle)
-    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
-    rotate = torch.stack([cos, -sin, sin, cos], 1).view(b, 2, 2)
-    shear_x = torch.stack([one, tan, zero, one], 1).view(b, 2, 2)
-    # Forward map in pixels (about the centre), then expressed in affine_grid's [-1, 1] units.
-    forward = rotate @ shear_x * zoom.view(b, 1, 1)
-    pixels = torch.tensor([[w / 2, 0.0], [0.0, h / 2]], dtype=forward.dtype, device=device)
-    forward = torch.linalg.inv(pixels) @ forward @ pixels
-    shift = torch.stack([(u[1] * 2 - 1) * translate * 2, (u[2] * 2 - 1) * translate * 2], 1)
-    inverse = torch.linalg.inv(forward)  # affine_grid maps output coordinates to input ones
-    theta = torch.cat([inverse, -(inverse @ shift[:, :, None])], 2).to(x.dtype)
+    # Forward map (rotation @ shear_x, times zoom) in pixels about the centre, written in
+    # affine_grid's [-1, 1] units: off-diagonal terms pick up the aspect ratio h/w.
+    m00, m01 = cos * zoom, (cos * tan - sin) * zoom * (h / w)
+    m10, m11 = sin * zoom * (w / h), (sin * tan + cos) * zoom
+    det = m00 * m11 - m01 * m10
+    # affine_grid maps output coordinates to input ones: the inverse map (2x2 by hand, so no
+    # linalg call is needed on any backend).
+    i00, i01, i10, i11 = m11 / det, -m01 / det, -m10 / det, m00 / det
+    tx, ty = (u[1] * 2 - 1) * translate * 2, (u[2] * 2 - 1) * translate * 2
+    theta = torch.stack(
+        [i00, i01, -(i00 * tx + i01 * ty), i10, i11, -(i10 * tx + i11 * ty)], 1
+    ).view(b, 2, 3)
+    theta = theta.to(x.dtype)
     grid = nnf.affine_grid(theta, list(x.shape), align_corners=False)
     return nnf.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ).float()
+_RGB_TO_YIQ = _RGB_TO_YIQ.float()
 
 
 def _batch_color_jitter(
@@ -493,16 +526,12 @@ def _batch_color_jitter(
     rgb = (mean + (1 - c + 2 * c * u[1]) * (rgb.clamp(0, 1) - mean)).clamp(0, 1)
     grey = 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
     rgb = (grey + (1 - s + 2 * s * u[2]) * (rgb - grey)).clamp(0, 1)
-    to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        device=device,
-        dtype=rgb.dtype,
-    )
     angle = (u[3].view(n) * 2 - 1) * h * 2 * math.pi
     cos, sin = torch.cos(angle), torch.sin(angle)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(n, 3, 3)
-    matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq
+    to_yiq, from_yiq = (m.to(device=device, dtype=rgb.dtype) for m in (_RGB_TO_YIQ, _YIQ_TO_RGB))
+    matrix = from_yiq @ rot @ to_yiq
     return torch.einsum("nij,njhw->nihw", matrix, rgb).clamp(0, 1)
 
 
@@ -559,13 +588,7 @@ def augment_batch(
         shadow = _random_affine_grid(shadow, generator, 5.0, 0.2, (0.5, 1.5), 5.0)
         size = 20 + int(_rand(1, generator, device).item() * 20)
         size = max(1, round(size * min(h, w) / 512))
-        shadow = nnf.avg_pool2d(
-            nnf.pad(
-                shadow, (size // 2, (size - 1) // 2, size // 2, (size - 1) // 2), mode="replicate"
-            ),
-            size,
-            stride=1,
-        )
+        shadow = _box_filter(shadow, size)
         behind[shadow_idx] = (behind[shadow_idx] - shadow).clamp(0, 1)
 
     # 2. Composite.

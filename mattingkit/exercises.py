@@ -458,3 +458,94 @@ def check_macs_per_patch(n: Any) -> bool:
         f"{n:,} is not right. For each conv: output pixels × out channels × in channels × 3 × 3; "
         "stage 1 works on 8×8 crops (valid convs: 6×6 then 4×4 outputs), stage 2 on 8×8 again."
     )
+
+
+# --- Chapter 06 -----------------------------------------------------------------------------
+
+
+def check_learning_rates(fn: Callable[[str, float], Any]) -> bool:
+    """Chapter 06: ``fn(stage, lr_scale)`` returns ``{submodule: learning rate}`` for a stage.
+
+    The reference is :data:`mattingkit.train.OFFICIAL_LEARNING_RATES` times ``lr_scale``:
+    base ``backbone 1e-4, aspp 5e-4, decoder 5e-4``; refine ``backbone 5e-5, aspp 5e-5,
+    decoder 1e-4, refiner 3e-4``.
+    """
+    from mattingkit.train import OFFICIAL_LEARNING_RATES
+
+    for stage, scale in (("base", 1.0), ("refine", 1.0), ("base", 3.0), ("refine", 0.5)):
+        got, error = call_student(fn, stage, scale)
+        expected = {name: lr * scale for name, lr in OFFICIAL_LEARNING_RATES[stage].items()}
+        if error is None and not isinstance(got, dict):
+            error = f"expected a dict {{submodule: lr}}, got {describe(got)}"
+        if error is None and set(got) != set(expected):
+            error = f"expected the groups {sorted(expected)}, got {sorted(got)}"
+        if error is None:
+            wrong = [k for k in expected if abs(float(got[k]) - expected[k]) > 1e-12]
+            if wrong:
+                k = wrong[0]
+                error = f"the {k} rate should be {expected[k]:g}, got {got[k]!r}"
+                if stage == "refine" and k == "refiner":
+                    error += " (the new refiner learns fastest: it starts from scratch)"
+        if error is not None:
+            return failed(f"learning rates for stage {stage!r} with lr_scale {scale}: {error}.")
+    return passed("the parameter groups and rates match the official train_base/train_refine.")
+
+
+def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> bool:
+    """Chapter 06: ``fn(size, fraction)`` = pixels the refiner re-predicts in a size×size crop.
+
+    ``fraction`` of the crop's pixels, rounded to whole 4×4 patches (a multiple of 16) and at
+    least 16 patches, as :func:`mattingkit.train.refine_sample_pixels` does.
+    """
+    from mattingkit.train import HD_REFINE_FRACTION, TrainConfig, refine_sample_pixels
+
+    cases = [
+        (512, HD_REFINE_FRACTION),
+        (1024, HD_REFINE_FRACTION),
+        (256, 0.1),
+        (64, HD_REFINE_FRACTION),
+    ]
+    for size, fraction in cases:
+        got, error = call_student(fn, size, fraction)
+        expected = refine_sample_pixels(
+            TrainConfig(stage="refine", size=size, refine_sample_fraction=fraction)
+        )
+        if error is None and (not isinstance(got, int) or isinstance(got, bool)):
+            error = f"expected an int number of pixels, got {describe(got)}"
+        if error is None and got != expected:
+            error = f"expected {expected:,} pixels, got {got:,}"
+            if got % 16:
+                error += " (not a whole number of 4×4 patches: round patches, then × 16)"
+            elif size == 64:
+                error += " (a tiny crop still refines at least 16 patches)"
+        if error is not None:
+            return failed(f"refine pixels for a {size}×{size} crop at {fraction:.4f}: {error}.")
+    return passed("refine_sample_pixels agrees: the refiner sees the HD share of every crop.")
+
+
+def check_per_process_batch(fn: Callable[[int, int], Any]) -> bool:
+    """Chapter 06: ``fn(global_batch, world_size)`` splits a batch over DDP processes.
+
+    Return ``global_batch // world_size``; raise ``ValueError`` when it does not divide
+    evenly or leaves a process fewer than 2 images (BatchNorm in the ASPP pooling branch
+    cannot normalise a single value in training mode).
+    """
+    for batch, world in ((8, 1), (8, 2), (12, 4)):
+        got, error = call_student(fn, batch, world)
+        if error is None and got != batch // world:
+            error = f"expected {batch // world}, got {describe(got)}"
+        if error is not None:
+            return failed(f"batch {batch} over {world} process(es): {error}.")
+    for batch, world, why in ((8, 3, "8 does not divide by 3"), (4, 4, "1 image per process")):
+        try:
+            got = fn(batch, world)
+        except ValueError:
+            continue
+        except Exception as error:  # noqa: BLE001 - report, never crash the notebook
+            return failed(
+                f"batch {batch} over {world}: raise ValueError, not {type(error).__name__}."
+            )
+        return failed(
+            f"batch {batch} over {world} processes ({why}) should raise ValueError, got {describe(got)}."
+        )
+    return passed("the batch split is right, and impossible splits fail with a clear error.")

@@ -281,14 +281,15 @@ def time_forward(model: Any, src: torch.Tensor, bgr: torch.Tensor) -> float:
     device = src.device
     with torch.inference_mode():
         if device.type == "cuda":
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            model(src, bgr)
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end)
+            with torch.cuda.device(device):  # events go on this GPU's current stream
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize(device)
+                start.record()
+                model(src, bgr)
+                end.record()
+                torch.cuda.synchronize(device)
+                return start.elapsed_time(end)
         if device.type == "mps":
             torch.mps.synchronize()
         t0 = time.perf_counter()

@@ -95,11 +95,11 @@ class MattingClip(NamedTuple):
 
 # (name, package, path inside the package, use) -- "bg" backgrounds, "tex" foreground textures.
 _PHOTO_CATALOGUE: tuple[tuple[str, str, str, str], ...] = (
+    # All public domain or CC0 (see assets/samples/README.md).
     ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "tex"),
     ("coffee", "skimage", "data/coffee.png", "bg"),
     ("chelsea", "skimage", "data/chelsea.png", "bg"),
     ("rocket", "skimage", "data/rocket.jpg", "bg"),
-    ("motorcycle", "skimage", "data/motorcycle_left.png", "bg"),
     ("brick", "skimage", "data/brick.png", "bg"),
     ("grass", "skimage", "data/grass.png", "bg"),
     ("gravel", "skimage", "data/gravel.png", "bg"),

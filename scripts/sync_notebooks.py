@@ -39,7 +39,12 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # use this checkout's mattingkit, installed or not
 
-from mattingkit.runtime import COLAB_CHECKOUT, REPO_BRANCH, REPO_URL  # noqa: E402
+from mattingkit.runtime import (  # noqa: E402
+    COLAB_CHECKOUT,
+    REPO_BRANCH,
+    REPO_URL,
+    colab_notebook_url,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from strip_notebooks import strip_notebook, write_notebook  # noqa: E402
@@ -56,10 +61,7 @@ def owner_repo() -> str:
 
 
 def colab_url(filename: str) -> str:
-    return (
-        f"https://colab.research.google.com/github/{owner_repo()}/blob/{REPO_BRANCH}/"
-        f"notebooks/{filename}"
-    )
+    return colab_notebook_url(filename)
 
 
 def binder_url(filename: str) -> str:

@@ -346,3 +346,40 @@ def test_augment_batch_plate_never_gets_the_shadow():
     smooth = torch.nn.functional.avg_pool2d(plate, 9, stride=1)
     spread = (smooth.flatten(2).amax(2) - smooth.flatten(2).amin(2)).amax()
     assert spread < 0.03
+
+
+def test_videomatte_accepts_colour_jpeg_mattes(tmp_path):
+    """Mattes saved as 3-channel JPEGs (channels differ by compression noise) still load."""
+    _videomatte_tree(tmp_path, clips=("c",), frames=1)
+    matte = np.zeros((20, 30, 3), np.uint8)
+    matte[5:15, 5:25] = (250, 255, 252)
+    _write(tmp_path / "pha" / "c" / "00000.jpg", matte)
+    pha = VideoMatteDataset(tmp_path)[0]["pha"]
+    assert pha.shape == (1, 20, 30)
+    assert float(pha[0, 10, 15]) > 0.95 and float(pha[0, 0, 0]) < 0.05
+
+
+@pytest.mark.parametrize("size", [1, 4, 11, 39])
+def test_separable_box_filter_equals_the_square_box(size):
+    x = torch.rand(2, 3, 45, 50, generator=torch.Generator().manual_seed(size))
+    pad = (size // 2, (size - 1) // 2, size // 2, (size - 1) // 2)
+    square = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(x, pad, mode="replicate"), size, stride=1
+    )
+    assert torch.allclose(data._box_filter(x, size), square, atol=1e-5)
+
+
+REAL_PAIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_pair"
+
+
+@pytest.mark.skipif(not REAL_PAIR.is_dir(), reason="shared/data/real_pair is not available")
+def test_real_hd_photo_as_background():
+    backgrounds = BackgroundDataset(REAL_PAIR)
+    assert len(backgrounds) >= 1
+    photo = backgrounds[0]["bgr"]
+    assert photo.shape[0] == 3 and min(photo.shape[1:]) >= 500
+    ds = CompositionDataset(SyntheticMattingDataset(2, size=(64, 64)), backgrounds, size=(96, 128))
+    item = ds[1]
+    assert item["bgr"].shape == (3, 96, 128) and item["fgr"].shape == (3, 96, 128)
+    # A real photo keeps its texture through resize and augmentation.
+    assert float(item["bgr"].std()) > 0.02

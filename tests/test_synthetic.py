@@ -242,3 +242,41 @@ def test_asset_writer_keeps_different_files_unless_overwrite(tmp_path):
     forced = module.AssetWriter(tmp_path, overwrite=True)
     forced.image("a.png", 1 - image)
     assert torch.equal(read_image(tmp_path / "a.png"), _quantized(1 - image))
+
+
+def test_works_without_any_photo_source(monkeypatch):
+    monkeypatch.setattr(synthetic, "_photos", lambda: {"bg": {}, "tex": {}})
+    for seed in range(8):
+        s = make_sample(seed, (48, 64))
+        assert torch.equal(s.src, s.pha * s.fgr + (1 - s.pha) * s.bgr)
+        assert 0 < float(s.pha.mean()) < 1
+
+
+def test_some_subjects_wear_the_background_colour():
+    """The hard case: a subject whose colour is close to the plate's mean colour."""
+    close = 0
+    for seed in range(30):
+        s = make_sample(seed, (64, 64))
+        inside = s.pha[0] > 0.99
+        if inside.sum() < 20:
+            continue
+        subject_mean = s.fgr[:, inside].mean(1)
+        plate_mean = s.bgr.flatten(1).mean(1)
+        close += bool((subject_mean - plate_mean).abs().max() < 0.12)
+    assert close >= 2
+
+
+def test_subject_argument_forces_people_or_blobs():
+    with pytest.raises(ValueError, match="subject"):
+        make_sample(0, (32, 32), subject="cat")
+    person = make_sample(1, (96, 96), subject="person")
+    blobs = make_sample(1, (96, 96), subject="blobs")
+    assert not torch.equal(person.pha, blobs.pha)
+    assert torch.equal(person.bgr, blobs.bgr), "the plate is drawn before the subject"
+
+
+def test_triangulation_sample_is_exact_and_plates_differ():
+    tri = synthetic.make_triangulation_sample(3, (48, 64))
+    assert torch.equal(tri.src1, tri.pha * tri.fgr + (1 - tri.pha) * tri.bgr1)
+    assert torch.equal(tri.src2, tri.pha * tri.fgr + (1 - tri.pha) * tri.bgr2)
+    assert float((tri.bgr1 - tri.bgr2).abs().sum(0).min()) > 0.3

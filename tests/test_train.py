@@ -301,8 +301,18 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
         "--val-samples", "1", "--no-progress", "--param-checksum", "--out", str(out),
         "--checkpoint-every", "2",
     ]  # fmt: skip
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A session of its own, so that a hung run is killed with all its worker processes.
+    process = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stderr[-3000:]
     sums = [(out / f"params-rank{r}.sha256").read_text().strip() for r in (0, 1)]
     assert len(sums[0]) == 64 and sums[0] == sums[1]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
@@ -313,7 +323,7 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
     model = MattingBase("mobilenetv2")
     model.load_state_dict(checkpoint["model"])
     assert T._param_checksum(model) == sums[0]
-    assert result.stdout.count("done:") == 1  # only rank 0 reports
+    assert stdout.count("done:") == 1  # only rank 0 reports
 
 
 @pytest.mark.parametrize(
