@@ -158,14 +158,14 @@ def colab_install(
     """Install the checkout with its notebook extras and say whether to restart. Chapter 01.
 
     The Colab setup cell clones the repository and calls this. It runs
-    ``pip install -q -e "<checkout>[notebooks]"``, turns on Colab's custom widget
+    ``pip install -q -e "<checkout>[colab]"``, turns on Colab's custom widget
     manager when a chapter uses non-core widgets, and prints a restart notice only
     when pip changed a package that the running kernel had already imported (the old
     version would stay loaded). Returns the names of those packages.
     """
     runner = run or (lambda command: subprocess.run(list(command), check=True))
     before = _installed_versions()
-    runner([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"])
+    runner([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[colab]"])
     importlib.invalidate_caches()
     after = _installed_versions()
     changed = {name for name, version in after.items() if before.get(name, version) != version}

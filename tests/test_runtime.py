@@ -94,7 +94,7 @@ def test_colab_install_runs_pip_and_reports_restart(monkeypatch, capsys):
     monkeypatch.setattr(runtime, "_distributions_of_imported_modules", lambda: {"numpy"})
     stale = runtime.colab_install("/content/mattingkit", run=commands.append)
     assert commands == [
-        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mattingkit[notebooks]"]
+        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mattingkit[colab]"]
     ]
     assert stale == ["numpy"]
     assert "Restart the runtime" in capsys.readouterr().out
