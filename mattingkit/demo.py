@@ -87,9 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Wrote {', '.join(results)} to {args.out}/")
 
     if truth is not None:
-        scores = metrics.evaluate(pha, truth.pha, pred_fgr=fgr, true_fgr=truth.fgr)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
-        print(f"Against the ground truth: {shown}")
+        scores = metrics.to_paper_units(
+            metrics.evaluate(pha, truth.pha, pred_fgr=fgr, true_fgr=truth.fgr)
+        )
+        print(
+            "Against the ground truth (paper units, trimap region): "
+            f"SAD {scores['sad']:.2f}, MSE(x1e3) {scores['mse']:.2f}, Grad {scores['grad']:.0f}, "
+            f"Conn {scores['conn']:.0f}, FG MSE(x1e3) {scores['fg_mse']:.2f}"
+        )
     print("Next: jupyter lab notebooks/01_matting_equation.ipynb")
     return 0
 

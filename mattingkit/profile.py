@@ -126,13 +126,28 @@ class _MetaPatchSelection(TorchDispatchMode):
 
 
 def _count_flops(
-    model: nn.Module, size: Sequence[int], batch: int, device: str | torch.device
+    model: nn.Module,
+    size: Sequence[int],
+    batch: int,
+    device: str | torch.device,
+    inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> FlopCounterMode:
     """Run one forward pass of ``model(src, bgr)`` under a FlopCounterMode and return it."""
-    height, width = _check_size(size, batch)
-    device = torch.device(device)
-    src = torch.rand(batch, 3, height, width, device=device)
-    bgr = torch.rand(batch, 3, height, width, device=device)
+    if inputs is not None:
+        if len(inputs) != 2 or not all(isinstance(t, torch.Tensor) for t in inputs):
+            raise ValueError("inputs must be a pair of tensors (src, bgr)")
+        src, bgr = inputs
+        if src.dim() != 4 or src.shape != bgr.shape:
+            raise ValueError(
+                f"inputs must be two (B, 3, H, W) tensors of the same shape, got src "
+                f"{tuple(src.shape)} and bgr {tuple(bgr.shape)}"
+            )
+        device = src.device
+    else:
+        height, width = _check_size(size, batch)
+        device = torch.device(device)
+        src = torch.rand(batch, 3, height, width, device=device)
+        bgr = torch.rand(batch, 3, height, width, device=device)
     counter = FlopCounterMode(display=False, depth=2)
     was_training = model.training
     model.eval()
@@ -160,6 +175,7 @@ def gmacs(
     batch: int = 1,
     *,
     device: str | torch.device = "meta",
+    inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> float:
     """Multiply-accumulates, in billions, of one forward pass ``model(src, bgr)``.
 
@@ -175,13 +191,17 @@ def gmacs(
             device (``"cpu"``) for thresholding mode, where the number of refined patches depends
             on the image, or with ``refine_prevent_oversampling=True`` to count the patches
             actually selected (on meta the full ``sample_pixels / 16`` are assumed).
+        inputs: a real ``(src, bgr)`` pair to count on instead of random images; ``size``,
+            ``batch`` and ``device`` are then taken from it. Use it when the cost depends on
+            the content (thresholding, oversampling prevention): random noise has errors
+            everywhere and would select far more patches than a real frame.
 
     Example:
         >>> from mattingkit.profile import gmacs, speed_test_model
         >>> round(gmacs(speed_test_model("resnet50", "HD"), (1080, 1920)), 1)  # paper: 34.3
         34.2
     """
-    counter = _count_flops(model, size, batch, device)
+    counter = _count_flops(model, size, batch, device, inputs)
     return counter.get_total_flops() / 2e9
 
 
@@ -191,6 +211,7 @@ def gmacs_by_module(
     batch: int = 1,
     *,
     device: str | torch.device = "meta",
+    inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """GMac of one forward pass split by the model's top-level parts, plus ``"total"``.
 
@@ -198,7 +219,7 @@ def gmacs_by_module(
     ``refiner`` and ``total`` (``other`` appears only if some work happens outside them).
     Arguments as in :func:`gmacs`.
     """
-    counter = _count_flops(model, size, batch, device)
+    counter = _count_flops(model, size, batch, device, inputs)
     counts = counter.get_flop_counts()
     total = counter.get_total_flops()
     root = type(model).__name__

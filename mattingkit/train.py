@@ -30,6 +30,7 @@ averaged by ``DistributedDataParallel``. Only rank 0 writes checkpoints and logs
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -38,7 +39,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ __all__ = [
     "LiveLossPlot",
     "train",
     "training_step",
+    "recalibrate_batchnorm",
+    "calibration_batches",
     "evaluate",
     "load_checkpoint",
     "latest_checkpoint",
@@ -171,6 +174,12 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
     log_every: int = field(default=10, metadata=_help("record the loss every N steps"))
     progress: bool = field(default=True, metadata=_help("show a tqdm progress bar"))
+    bn_recalibration: int = field(
+        default=8,
+        metadata=_help(
+            "batches that re-estimate the BatchNorm statistics of the final weights (0: off)"
+        ),
+    )
     param_checksum: bool = field(
         default=False, metadata=_help("each process writes a checksum of its weights (DDP check)")
     )
@@ -198,6 +207,7 @@ class TrainConfig:
                 )
         for name in (
             "val_every", "checkpoint_every", "warmup_steps", "threads", "num_workers", "train_samples",
+            "bn_recalibration",
         ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(
@@ -261,12 +271,9 @@ class TrainResult:
 
 def _mix_seed(*numbers: int) -> int:
     """A 63-bit seed from several integers (numpy's SeedSequence mixes them well)."""
-    return int(
-        np.random.SeedSequence([int(n) & 0xFFFFFFFF for n in numbers]).generate_state(2, np.uint64)[
-            0
-        ]
-        >> 1
-    )
+    entropy = [int(n) & 0xFFFFFFFF for n in numbers]
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
+    return int(state[0]) >> 1
 
 
 def _seed_everything(seed: int) -> None:
@@ -320,9 +327,8 @@ def _setup_distributed(device_name: str) -> _Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if dist.is_initialized():  # the caller made the group
         return _Dist(rank, world_size, local_rank, owns_group=False)
-    use_cuda = (
-        torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
-    )
+    on_cuda = device_name == "auto" and torch.cuda.is_available()
+    use_cuda = on_cuda or device_name.startswith("cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -436,18 +442,31 @@ class _EpochIndexed(Dataset):
         return self.dataset[index]
 
 
-def validation_samples(count: int, size: int) -> list[dict[str, torch.Tensor]]:
+def validation_samples(
+    count: int, size: int, perturb: bool = False
+) -> list[dict[str, torch.Tensor]]:
     """Chapter 06. A fixed held-out synthetic set: ``count`` dicts with ``src, bgr, fgr, pha``.
 
-    The seeds (``VALIDATION_SEED + i``) are far from every training seed. ``src`` is the exact
-    composite of the sample over its background, ``bgr`` is the clean plate.
+    The seeds (``VALIDATION_SEED + i``) are far from every training seed. By default ``src`` is
+    the exact composite over the background and ``bgr`` is that same clean plate. With
+    ``perturb=True`` the pair goes through the training augmentations
+    (:func:`mattingkit.data.augment_batch`, seeded per sample): shadows, noise, a plate whose
+    colours and position drift, as with a real camera.
     """
     from mattingkit.synthetic import make_sample
 
     samples = []
     for i in range(count):
         s = make_sample(VALIDATION_SEED + i, size=(size, size))
-        samples.append({"src": s.src, "bgr": s.bgr, "fgr": s.fgr, "pha": s.pha})
+        src, bgr = s.src, s.bgr
+        if perturb:
+            from mattingkit.data import augment_batch
+
+            generator = torch.Generator().manual_seed(VALIDATION_SEED + i)
+            src, bgr = (
+                x[0] for x in augment_batch(s.fgr[None], s.pha[None], s.bgr[None], generator)
+            )
+        samples.append({"src": src, "bgr": bgr, "fgr": s.fgr, "pha": s.pha})
     return samples
 
 
@@ -614,6 +633,78 @@ def training_step(
     return loss.detach(), terms
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False
+) -> int:
+    """Chapter 06. Re-estimate every BatchNorm's running mean and variance for the current weights.
+
+    In training mode BatchNorm normalises with the batch's own statistics and keeps running
+    averages for eval mode (momentum 0.1: mostly the last ~10 batches). Early in training the
+    weights change faster than those averages follow, so eval mode normalises with stale numbers
+    and a model that trains well can predict garbage (typically an all-zero alpha). Resetting the
+    averages and feeding a few batches with ``momentum=None`` (an exact mean) fixes that; this is
+    "precise BN" (``torch.optim.swa_utils.update_bn`` does the same for one-input models).
+    ``batches`` yields ``(src, bgr)`` pairs. Returns how many batches were used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches below
+    model.train()
+    count = 0
+    try:
+        for src, bgr in batches:
+            with torch.autocast(src.device.type, enabled=amp):
+                model(src, bgr)
+            count += 1
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.train(was_training)
+    return count
+
+
+def _recalibration_batches(
+    dataset: Dataset, config: TrainConfig, local_batch: int, dist_info: _Dist, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Augmented training batches for :func:`recalibrate_batchnorm`, seeded apart from the steps."""
+    sampler = _ResumableBatches(
+        dataset, local_batch, dist_info, config.seed + 7919, 0, config.bn_recalibration
+    )
+    loader = DataLoader(
+        _EpochIndexed(dataset),
+        batch_sampler=sampler,
+        collate_fn=_collate,
+        num_workers=config.num_workers,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    generator = torch.Generator()
+    for k, batch in enumerate(loader):
+        generator.manual_seed(_mix_seed(config.seed, -1 - k, dist_info.rank))
+        batch = {name: value.to(device) for name, value in batch.items()}
+        src, bgr, _, _ = _make_batch(batch, config, generator)
+        yield src, bgr
+
+
+def calibration_batches(
+    config: TrainConfig, device: torch.device | str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Chapter 06. ``config.bn_recalibration`` augmented ``(src, bgr)`` training batches of ``config``.
+
+    For :func:`recalibrate_batchnorm` outside :func:`train`, e.g. after loading exported weights.
+    """
+    config.validate()
+    return _recalibration_batches(
+        _training_dataset(config), config, config.batch_size, _Dist(), torch.device(device)
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------------
@@ -632,7 +723,7 @@ def _rng_states() -> dict[str, Any]:
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached": float(cached),
-        },  # fmt: skip
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -874,7 +965,8 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
     out = Path(config.out)
 
     # Resume or start: never overwrite checkpoints the user already has.
-    _remove_stale_temp_files(out) if is_main else None
+    if is_main:
+        _remove_stale_temp_files(out)
     resume_from = latest_checkpoint(out) if config.resume else None
     if not config.resume and latest_checkpoint(out) is not None:
         raise FileExistsError(
@@ -958,8 +1050,20 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
     for note in notes:
         _say(note, progress, is_main)
 
-    def validate(step: int) -> dict[str, Any]:
-        metrics = evaluate(model, val_set, device=device)
+    def validate(step: int, final: bool = False) -> dict[str, Any] | None:
+        """Score the held-out set on rank 0 (every rank calls it: SyncBatchNorm needs them all)."""
+        scored = model
+        if config.bn_recalibration and not final:
+            # Score a copy with fresh BatchNorm statistics; the training state stays untouched.
+            scored = copy.deepcopy(model)
+            recalibrate_batchnorm(
+                scored,
+                _recalibration_batches(dataset, config, local_batch, dist_info, device),
+                use_amp,
+            )
+        if not is_main:
+            return None
+        metrics = evaluate(scored, val_set, device=device)
         record = {"step": step, **metrics}
         validation.append(record)
         emit(
@@ -1027,14 +1131,15 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.4f}")
-        if is_main and config.val_every and step % config.val_every == 0 and step < config.steps:
+        if config.val_every and step % config.val_every == 0 and step < config.steps:
             record = validate(step)
-            _say(
-                f"step {step}: "
-                + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step"),
-                progress,
-                is_main,
-            )
+            if record is not None:
+                _say(
+                    f"step {step}: "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step"),
+                    progress,
+                    is_main,
+                )
         if (
             is_main
             and config.checkpoint_every
@@ -1043,11 +1148,17 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
         ):
             last_checkpoint = save(step)
 
+    if config.bn_recalibration and step > start_step:
+        # Short runs from scratch: the running averages lag behind weights that moved fast,
+        # and eval mode would use stale statistics. Re-measure them for the final weights.
+        recalibrate_batchnorm(
+            model, _recalibration_batches(dataset, config, local_batch, dist_info, device), use_amp
+        )
     seconds = time.perf_counter() - started
     weights = None
     if is_main:
         if step > start_step or not validation or validation[-1]["step"] != step:
-            validate(step)
+            validate(step, final=True)  # the model itself, recalibrated above
         last_checkpoint = save(step)
         weights = out / "model.pth"
         with atomic_write(weights) as f:

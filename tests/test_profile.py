@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -79,6 +81,24 @@ def test_gmacs_thresholding_needs_a_real_device() -> None:
     assert parts["refiner"] == pytest.approx(256 * MACS_PER_PATCH / 1e9)
 
 
+def test_gmacs_on_given_inputs_counts_the_patches_that_frame_selects() -> None:
+    model = MattingRefine("mobilenetv2", refine_mode="thresholding").eval()
+    src = torch.rand(1, 3, 64, 64)
+    model.refine_threshold = 2.0  # errors are in [0, 1]: nothing is refined
+    nothing = gmacs_by_module(model, inputs=(src, src))
+    assert "refiner" not in nothing
+    model.refine_threshold = -1.0  # everything is refined
+    everything = gmacs_by_module(model, inputs=(src, src))
+    assert everything["refiner"] == pytest.approx(256 * MACS_PER_PATCH / 1e9)
+    assert everything["total"] - nothing["total"] == pytest.approx(everything["refiner"])
+    assert gmacs(model, inputs=(src, src)) == pytest.approx(everything["total"])
+
+
+def test_gmacs_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        gmacs(MattingBase("mobilenetv2"), inputs=(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 12)))
+
+
 @pytest.mark.parametrize("bad", [(64,), (0, 64), (64.5, 64)])
 def test_gmacs_rejects_bad_size(bad) -> None:
     with pytest.raises(ValueError, match="size"):
@@ -93,7 +113,7 @@ def test_speed_test_model_rejects_unknown_resolution() -> None:
 def test_fps_structure_on_cpu() -> None:
     torch.manual_seed(0)
     model = MattingRefine("mobilenetv2", refine_sample_pixels=320).train()
-    result = fps(model, (64, 96), device="cpu", batch=2, warmup=1, repeats=4)
+    result = fps(model, (32, 48), device="cpu", batch=2, warmup=0, repeats=4)
     assert isinstance(result, FpsResult)
     assert len(result.times_ms) == 4 and all(t > 0 for t in result.times_ms)
     assert result.min_ms <= result.median_ms <= result.max_ms
@@ -101,7 +121,7 @@ def test_fps_structure_on_cpu() -> None:
     assert result.ms_per_frame == pytest.approx(result.median_ms / 2)
     assert result.fps == pytest.approx(2000 / result.median_ms)
     assert (result.size, result.batch, result.device, result.precision) == (
-        (64, 96),
+        (32, 48),
         2,
         "cpu",
         "float32",
@@ -112,12 +132,38 @@ def test_fps_structure_on_cpu() -> None:
     assert next(model.parameters()).dtype == torch.float32
 
 
-def test_fps_more_pixels_take_longer() -> None:
-    torch.manual_seed(0)
-    model = MattingBase("mobilenetv2")
-    small = fps(model, (32, 32), device="cpu", warmup=1, repeats=3)
-    large = fps(model, (192, 192), device="cpu", warmup=1, repeats=3)  # 36x the pixels
-    assert large.min_ms > small.min_ms
+class Sleeper(torch.nn.Module):
+    """Takes at least ``seconds`` per forward pass, whatever else the machine is doing."""
+
+    calls_of_all_copies = 0
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.calls = 0
+
+    def forward(self, src: torch.Tensor, bgr: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        Sleeper.calls_of_all_copies += 1
+        time.sleep(self.seconds)
+        return src
+
+
+def test_fps_times_the_whole_forward_pass() -> None:
+    # Sleeping never ends early, so these lower bounds hold on a busy machine too.
+    short = fps(Sleeper(0.01), (8, 8), device="cpu", warmup=1, repeats=3)
+    long = fps(Sleeper(0.05), (8, 8), device="cpu", warmup=1, repeats=3)
+    assert short.min_ms >= 10 and long.min_ms >= 50
+    assert long.fps <= 20 and short.fps <= 100
+
+
+def test_fps_runs_warmup_and_repeats_on_a_copy() -> None:
+    model = Sleeper(0.0)
+    before = Sleeper.calls_of_all_copies
+    result = fps(model, (8, 8), device="cpu", warmup=2, repeats=5)
+    assert Sleeper.calls_of_all_copies - before == 2 + 5
+    assert len(result.times_ms) == 5
+    assert model.calls == 0  # a copy ran; the caller's module was left alone
 
 
 def test_fps_float16_needs_cuda() -> None:
@@ -141,7 +187,7 @@ def test_fps_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 
 def test_fps_fast_mode_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MATTINGKIT_FAST", "1")
-    result = fps(MattingBase("mobilenetv2"), (32, 32), device="cpu")
+    result = fps(TinyMatting(), (32, 32), device="cpu")
     assert len(result.times_ms) == 3
 
 
