@@ -24,6 +24,8 @@ _EXPORTS = {
     "write_image": "mattingkit.io",
     "pick_device": "mattingkit.runtime",
     "fast_mode": "mattingkit.runtime",
+    "gmacs": "mattingkit.profile",
+    "fps": "mattingkit.profile",
 }
 
 __all__ = sorted(_EXPORTS)
