@@ -686,7 +686,9 @@ def _recalibration_batches(
     )
     generator = torch.Generator()
     for k, batch in enumerate(loader):
-        generator.manual_seed(_mix_seed(config.seed, -1 - k, dist_info.rank))
+        batch_seed = _mix_seed(config.seed, -1 - k, dist_info.rank)  # apart from the steps' seeds
+        generator.manual_seed(batch_seed)
+        torch.manual_seed(batch_seed)  # the dropout of the forward pass that follows
         batch = {name: value.to(device) for name, value in batch.items()}
         src, bgr, _, _ = _make_batch(batch, config, generator)
         yield src, bgr

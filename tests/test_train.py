@@ -205,6 +205,29 @@ def test_train_writes_checkpoints_weights_and_history(tmp_path):
     assert (out / "history.json").is_file()
 
 
+def test_trains_on_a_real_data_layout(tmp_path):
+    """PhotoMatte85-style RGBA PNGs + a backgrounds folder, through mattingkit.data."""
+    import cv2
+    import numpy as np
+
+    fg, bg = tmp_path / "PhotoMatte85", tmp_path / "Backgrounds"
+    fg.mkdir()
+    bg.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        rgba = rng.integers(0, 255, (90, 70, 4), dtype=np.uint8)
+        rgba[..., 3] = 0
+        rgba[20:70, 15:55, 3] = 255  # a subject in the middle
+        cv2.imwrite(str(fg / f"{i}.png"), rgba)
+        cv2.imwrite(str(bg / f"{i}.jpg"), rng.integers(0, 255, (80, 100, 3), dtype=np.uint8))
+    config = tiny_config(
+        tmp_path, data=f"photomatte85:{fg}", backgrounds=str(bg), steps=3, checkpoint_every=0
+    )
+    result = T.train(config)
+    assert result.steps == 3 and result.history[-1]["loss"] > 0
+    assert T._training_dataset(config)[0]["fgr"].shape == (3, 64, 64)
+
+
 def test_checkpoint_is_atomic_when_the_save_crashes(tmp_path, monkeypatch):
     real_save = torch.save
     calls = {"n": 0}
