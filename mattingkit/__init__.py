@@ -26,6 +26,8 @@ _EXPORTS = {
     "fast_mode": "mattingkit.runtime",
     "gmacs": "mattingkit.profile",
     "fps": "mattingkit.profile",
+    "TrainConfig": "mattingkit.train",
+    "train": "mattingkit.train",
 }
 
 __all__ = sorted(_EXPORTS)
