@@ -306,6 +306,24 @@ def _color_jitter(
     return rgb.clamp(0, 1)
 
 
+def _affine_flip_blur_sharpen(
+    image: tv_tensors.Image, size: tuple[int, int], rng: np.random.Generator, scale
+) -> torch.Tensor:
+    """The geometric and sharpness steps shared by foregrounds and backgrounds.
+
+    Affine (±5°, translate 0.1, ``scale``, shear ±5°) + resize, flip p 0.5, box blur p 0.1
+    (radius 1–5), sharpen p 0.1, as the official ``PairCompose`` pipelines.
+    """
+    image = _affine_and_resize(image, size, rng, 5.0, 0.1, scale, 5.0)
+    if rng.random() < 0.5:
+        image = TF.horizontal_flip(image)
+    if rng.random() < 0.1:
+        image = _box_blur(image, int(rng.integers(1, 6)))
+    if rng.random() < 0.1:
+        image = _sharpen(image)
+    return image.as_subclass(torch.Tensor)
+
+
 def augment_foreground(
     fgr: torch.Tensor,
     pha: torch.Tensor,
@@ -327,14 +345,7 @@ def augment_foreground(
     """
     size = _as_hw(size)
     stacked = tv_tensors.Image(torch.cat([fgr, pha], dim=0))
-    stacked = _affine_and_resize(stacked, size, rng, 5.0, 0.1, scale, 5.0)
-    if rng.random() < 0.5:
-        stacked = TF.horizontal_flip(stacked)
-    if rng.random() < 0.1:
-        stacked = _box_blur(stacked, int(rng.integers(1, 6)))
-    if rng.random() < 0.1:
-        stacked = _sharpen(stacked)
-    out = stacked.as_subclass(torch.Tensor)
+    out = _affine_flip_blur_sharpen(stacked, size, rng, scale)
     fgr_out = _color_jitter(out[:3], rng, 0.15, 0.15, 0.15, 0.05)
     return fgr_out.contiguous(), out[3:].clamp(0, 1).contiguous()
 
@@ -348,14 +359,7 @@ def augment_background(
     box blur p 0.1, sharpen p 0.1, colour jitter (0.15, 0.15, 0.15, 0.05).
     """
     size = _as_hw(size)
-    image = _affine_and_resize(tv_tensors.Image(bgr), size, rng, 5.0, 0.1, scale, 5.0)
-    if rng.random() < 0.5:
-        image = TF.horizontal_flip(image)
-    if rng.random() < 0.1:
-        image = _box_blur(image, int(rng.integers(1, 6)))
-    if rng.random() < 0.1:
-        image = _sharpen(image)
-    out = image.as_subclass(torch.Tensor)
+    out = _affine_flip_blur_sharpen(tv_tensors.Image(bgr), size, rng, scale)
     return _color_jitter(out, rng, 0.15, 0.15, 0.15, 0.05).contiguous()
 
 

@@ -27,7 +27,9 @@ GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mattingkit.demo", description=__doc__)
-    parser.add_argument("--src", type=Path, help="a frame with the subject (default: bundled sample)")
+    parser.add_argument(
+        "--src", type=Path, help="a frame with the subject (default: bundled sample)"
+    )
     parser.add_argument("--bgr", type=Path, help="the clean plate: same view, no subject")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument(

@@ -669,6 +669,18 @@ def recalibrate_batchnorm(
     return count
 
 
+def _loader(dataset: Dataset, batches: _ResumableBatches, config: TrainConfig) -> DataLoader:
+    """A DataLoader over ``batches`` whose workers are seeded from the config (reproducible)."""
+    return DataLoader(
+        _EpochIndexed(dataset),
+        batch_sampler=batches,
+        collate_fn=_collate,
+        num_workers=config.num_workers,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
 def _recalibration_batches(
     dataset: Dataset, config: TrainConfig, local_batch: int, dist_info: _Dist, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -676,14 +688,7 @@ def _recalibration_batches(
     sampler = _ResumableBatches(
         dataset, local_batch, dist_info, config.seed + 7919, 0, config.bn_recalibration
     )
-    loader = DataLoader(
-        _EpochIndexed(dataset),
-        batch_sampler=sampler,
-        collate_fn=_collate,
-        num_workers=config.num_workers,
-        worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    loader = _loader(dataset, sampler, config)
     generator = torch.Generator()
     for k, batch in enumerate(loader):
         batch_seed = _mix_seed(config.seed, -1 - k, dist_info.rank)  # apart from the steps' seeds
@@ -1026,15 +1031,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
     batches = _ResumableBatches(
         dataset, local_batch, dist_info, config.seed, start_step, config.steps
     )
-    loader = DataLoader(
-        _EpochIndexed(dataset),
-        batch_sampler=batches,
-        collate_fn=_collate,
-        num_workers=config.num_workers,
-        worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(config.seed),
-        persistent_workers=False,
-    )
+    loader = _loader(dataset, batches, config)
     val_set = validation_samples(config.val_samples, config.size) if is_main else []
 
     def emit(event: dict[str, Any]) -> None:
