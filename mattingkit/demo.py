@@ -23,6 +23,7 @@ from mattingkit.runtime import pick_device
 from mattingkit.synthetic import load_sample
 
 GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
+OUTPUTS = ("pha.png", "fgr.png", "composite_green.png", "composite_blurred_plate.png", "rgba.png")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +48,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    existing = [name for name in OUTPUTS if (args.out / name).exists()]
+    if existing and not args.overwrite:
+        print(
+            f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace "
+            "them or --out to choose another folder",
+            file=sys.stderr,
+        )
+        return 1
     device = torch.device(args.device) if args.device else pick_device()
     truth = None
     if args.src is None:
@@ -68,22 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     pha, fgr = out[0][0].cpu(), out[1][0].cpu()
     print(f"Matted {width}x{height} on {device} in {seconds * 1000:.0f} ms")
 
-    results = {
-        "pha.png": pha,
-        "fgr.png": fgr,
-        "composite_green.png": matting.composite_on_color(fgr, pha, GREEN),
-        "composite_blurred_plate.png": matting.composite_on_blurred_plate(fgr, pha, bgr),
-        "rgba.png": torch.cat([fgr * (pha > 0), pha]),
-    }
+    images = (
+        pha,
+        fgr,
+        matting.composite_on_color(fgr, pha, GREEN),
+        matting.composite_on_blurred_plate(fgr, pha, bgr),
+        torch.cat([fgr * (pha > 0), pha]),  # RGBA cut-out, as the official com.png
+    )
+    results = dict(zip(OUTPUTS, images))
     args.out.mkdir(parents=True, exist_ok=True)
-    existing = [name for name in results if (args.out / name).exists()]
-    if existing and not args.overwrite:
-        print(
-            f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace "
-            "them or --out to choose another folder",
-            file=sys.stderr,
-        )
-        return 1
     for name, image in results.items():
         write_image(args.out / name, image, overwrite=args.overwrite)
     print(f"Wrote {', '.join(results)} to {args.out}/")
