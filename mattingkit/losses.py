@@ -1,6 +1,6 @@
 """Training losses of Background Matting V2, exactly as the official training scripts add them up.
 
-Chapter 06 (training on a subset) builds these up term by term. Every function takes
+Chapter 05 (losses) builds these up term by term. Every function takes
 ``torch.Tensor`` batches shaped ``(B, C, H, W)``: alphas have ``C = 1`` and values in ``[0, 1]``,
 foregrounds have ``C = 3`` and values in ``[0, 1]``. Every loss returns a scalar tensor (a mean over
 all elements, like ``torch.nn.functional.l1_loss``), so it can be ``.backward()``-ed directly.
@@ -86,7 +86,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor
 def sobel_magnitude(x: torch.Tensor, eps: float = SOBEL_EPS) -> torch.Tensor:
     """Sobel gradient magnitude of every channel, the same as ``kornia.filters.sobel(x)``.
 
-    Chapter 06. Why Sobel? Alpha mattes are mostly flat 0 or 1 with thin soft edges; an L1 loss on
+    Chapter 05. Why Sobel? Alpha mattes are mostly flat 0 or 1 with thin soft edges; an L1 loss on
     the *gradient* rewards sharp, well-placed edges that a plain L1 barely notices.
 
     Definition (kornia's, which the official training code calls):
@@ -120,7 +120,7 @@ def sobel_magnitude(x: torch.Tensor, eps: float = SOBEL_EPS) -> torch.Tensor:
 def alpha_l1(pred_pha: torch.Tensor, true_pha: torch.Tensor) -> torch.Tensor:
     """Mean absolute error between predicted and true alpha, ``mean(|pred - true|)``.
 
-    Chapter 06. ``pred_pha`` and ``true_pha``: ``(B, 1, H, W)`` in ``[0, 1]``. Returns a scalar.
+    Chapter 05. ``pred_pha`` and ``true_pha``: ``(B, 1, H, W)`` in ``[0, 1]``. Returns a scalar.
     """
     _check_4d("pred_pha", pred_pha)
     _check_same_shape("pred_pha", pred_pha, "true_pha", true_pha)
@@ -130,7 +130,7 @@ def alpha_l1(pred_pha: torch.Tensor, true_pha: torch.Tensor) -> torch.Tensor:
 def alpha_gradient_l1(pred_pha: torch.Tensor, true_pha: torch.Tensor) -> torch.Tensor:
     """L1 between the Sobel gradient magnitudes, ``mean(|sobel(pred) - sobel(true)|)``.
 
-    Chapter 06. It is zero when the prediction only differs by a constant offset (the gradient of a
+    Chapter 05. It is zero when the prediction only differs by a constant offset (the gradient of a
     constant is zero), which plain :func:`alpha_l1` would punish: the two terms see different
     mistakes. See :func:`sobel_magnitude` for the exact filter. Returns a scalar.
     """
@@ -144,7 +144,7 @@ def foreground_l1(
 ) -> torch.Tensor:
     """L1 on the foreground colour, counted only where the true alpha is above zero.
 
-    Chapter 06. Where ``alpha == 0`` the foreground colour is undefined (it never shows in a
+    Chapter 05. Where ``alpha == 0`` the foreground colour is undefined (it never shows in a
     composite), so it must not be learned there. Exactly as the official code, the two images are
     multiplied by the mask ``true_pha > 0`` and then averaged over **all** pixels and channels::
 
@@ -169,7 +169,7 @@ def error_mse(
 ) -> torch.Tensor:
     """Teach the error map to predict where the alpha is wrong: ``mean((err - |pha.detach() - true|)^2)``.
 
-    Chapter 06. The target ``|pred_pha - true_pha|`` is *detached*: this term trains only the error
+    Chapter 05. The target ``|pred_pha - true_pha|`` is *detached*: this term trains only the error
     head, it must not push the alpha towards its own error estimate. ``train_base.py`` detaches it.
 
     Args:
@@ -211,7 +211,7 @@ def base_loss(
 ) -> LossOrTerms:
     """Loss of the base network (``train_base.py``), the plain sum of four terms.
 
-    Chapter 06::
+    Chapter 05::
 
         loss = alpha_l1(pha, pha*) + alpha_gradient_l1(pha, pha*)
              + foreground_l1(fgr, fgr*, pha*) + error_mse(err, pha, pha*)
@@ -242,7 +242,7 @@ def base_loss_from_output(
 ) -> LossOrTerms:
     """:func:`base_loss` for a ``BaseOutput(pha, fgr, err, hid)`` straight from ``MattingBase``.
 
-    Chapter 06. ``loss = base_loss_from_output(model(src, bgr), true_pha, true_fgr)``.
+    Chapter 05. ``loss = base_loss_from_output(model(src, bgr), true_pha, true_fgr)``.
     """
     for field in ("pha", "fgr", "err"):
         if not hasattr(output, field):
@@ -262,7 +262,7 @@ def refine_loss(
 ) -> LossOrTerms:
     """Loss of the whole network with its refiner (``train_refine.py``), a sum of seven terms.
 
-    Chapter 06. With ``lg`` = full resolution, ``sm`` = the base network's resolution, ``*`` = ground
+    Chapter 05. With ``lg`` = full resolution, ``sm`` = the base network's resolution, ``*`` = ground
     truth, ``down(x)`` = bilinear resize of the ground truth to the *small outputs' size*
     (``pha_sm.shape``; for H, W divisible by 4 and ``backbone_scale=1/4`` that is H/4 x W/4) and
     ``up(x)`` = bilinear resize to full resolution (``align_corners=False`` for both)::

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mattingkit.download import DownloadError, fetch
+from mattingkit.runtime import asset_path
 
 __all__ = [
     "BACKBONES",
@@ -160,16 +161,10 @@ SHIPPED_FILENAME = "mattingkit_mobilenetv2_fp16.pth"
 def shipped_weights_path() -> Path:
     """Where mattingkit's own small model lives: ``<assets>/weights/<file>``. Chapter 06.
 
-    ``assets`` is :func:`mattingkit.runtime.assets_dir` (``MATTINGKIT_ASSETS`` overrides
-    it), or the ``assets/`` folder beside the package when that cannot be found.
+    ``assets`` is the checkout's ``assets/`` folder, or ``$MATTINGKIT_ASSETS``
+    (:func:`mattingkit.runtime.asset_path`); the file may not exist yet.
     """
-    try:
-        from mattingkit.runtime import assets_dir
-
-        assets = assets_dir()
-    except (ImportError, FileNotFoundError, RuntimeError):
-        assets = Path(__file__).resolve().parents[1] / "assets"
-    return assets / "weights" / SHIPPED_FILENAME
+    return asset_path("weights", SHIPPED_FILENAME)
 
 
 def _official(

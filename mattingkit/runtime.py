@@ -94,15 +94,28 @@ def repo_root() -> Path:
     )
 
 
+def asset_path(*parts: str) -> Path:
+    """Where a bundled asset lives, or would live, without checking that it exists. Chapter 01.
+
+    ``MATTINGKIT_ASSETS`` overrides the folder; otherwise it is ``assets/`` beside the
+    package (the checkout). Callers that can regenerate or explain a missing file use this;
+    :func:`assets_dir` is the strict version.
+    """
+    override = os.environ.get("MATTINGKIT_ASSETS", "").strip()
+    root = (
+        Path(override).expanduser() if override else Path(__file__).resolve().parents[1] / "assets"
+    )
+    return root.joinpath(*parts)
+
+
 def assets_dir() -> Path:
     """The folder of bundled assets (sample images, small weights). Chapter 01.
 
     ``MATTINGKIT_ASSETS`` overrides it; otherwise it is ``assets/`` in the checkout.
     Raises ``FileNotFoundError`` naming the folder it looked for when it is missing.
     """
-    override = os.environ.get("MATTINGKIT_ASSETS", "").strip()
-    if override:
-        path = Path(override).expanduser()
+    if os.environ.get("MATTINGKIT_ASSETS", "").strip():
+        path = asset_path()
         if not path.is_dir():
             raise FileNotFoundError(f"MATTINGKIT_ASSETS points to {path}, which is not a folder")
         return path

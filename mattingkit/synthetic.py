@@ -34,6 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mattingkit.io import read_alpha, read_image
+from mattingkit.runtime import asset_path
+
 __all__ = [
     "MattingSample",
     "MattingClip",
@@ -845,7 +848,7 @@ def make_clip(
 ) -> MattingClip:
     """A short clip: one subject moving smoothly over a static clean plate.
 
-    Chapter 05 (video). The subject is drawn once and moved per frame with a sub-pixel
+    For the video chapters. The subject is drawn once and moved per frame with a sub-pixel
     affine warp (a sway and a slow drift) applied to the premultiplied colour and the alpha
     together, so every frame has exact ground truth. ``subject`` as in :func:`make_sample`.
     """
@@ -915,7 +918,7 @@ def make_triangulation_sample(
 ) -> TriangulationSample:
     """The same subject over two plates of very different colour (blue-green, orange-yellow).
 
-    Chapter 02 (triangulation matting). The plates differ strongly at every pixel, which
+    Chapter 01 (triangulation matting). The plates differ strongly at every pixel, which
     is what lets two equations per pixel pin down alpha and the foreground colour.
     """
     h, w = _check_size(size)
@@ -949,12 +952,7 @@ CLIP_SPEC: tuple[int, Size, int] = (11, (270, 480), 72)
 
 def _samples_dir() -> Path:
     """``assets/samples`` of the checkout (or of ``$MATTINGKIT_ASSETS``), even if missing."""
-    try:
-        from mattingkit.runtime import assets_dir
-
-        return Path(assets_dir()) / "samples"
-    except (ImportError, RuntimeError, FileNotFoundError):
-        return Path(__file__).resolve().parents[1] / "assets" / "samples"
+    return asset_path("samples")
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:
@@ -990,8 +988,6 @@ def load_sample(name: str = "portrait") -> MattingSample:
     folder = _samples_dir()
     paths = {part: folder / f"{name}_{part}.png" for part in ("fgr", "pha", "bgr")}
     if all(p.is_file() for p in paths.values()):
-        from mattingkit.io import read_alpha, read_image
-
         fgr, pha, bgr = read_image(paths["fgr"]), read_alpha(paths["pha"]), read_image(paths["bgr"])
     else:
         sample = generate_named_sample(name)
@@ -1002,15 +998,13 @@ def load_sample(name: str = "portrait") -> MattingSample:
 def load_triangulation_sample() -> TriangulationSample:
     """The triangulation pair from ``assets/samples/tri_*.png`` (regenerated if missing).
 
-    Chapter 02. As with :func:`load_sample`, the two frames are recomputed from the 8-bit
+    Chapter 01. As with :func:`load_sample`, the two frames are recomputed from the 8-bit
     ``fgr``, ``pha`` and plates so that both matting equations hold exactly.
     """
     folder = _samples_dir()
     parts = ("fgr", "pha", "bgr1", "bgr2")
     paths = {part: folder / f"tri_{part}.png" for part in parts}
     if all(p.is_file() for p in paths.values()):
-        from mattingkit.io import read_alpha, read_image
-
         fgr, pha = read_image(paths["fgr"]), read_alpha(paths["pha"])
         bgr1, bgr2 = read_image(paths["bgr1"]), read_image(paths["bgr2"])
     else:
@@ -1024,7 +1018,7 @@ def load_triangulation_sample() -> TriangulationSample:
 def load_clip() -> MattingClip:
     """The exact clip behind ``assets/samples/clip_src.mp4`` and ``clip_pha.mp4``.
 
-    Chapter 05. The mp4 files are lossy (H.264) copies for the video-reading lessons; this
+    For the video chapters. The mp4 files are lossy (H.264) copies for the video-reading lessons; this
     regenerates the float ground truth from ``CLIP_SPEC`` in about a second.
     """
     seed, size, frames = CLIP_SPEC

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from mattingkit.matting import difference_key  # noqa: E402
 from mattingkit.model import MattingRefine  # noqa: E402
+from mattingkit.pretrained import load_pretrained  # noqa: E402
 from mattingkit.train import (  # noqa: E402
     HD_REFINE_FRACTION,
     TrainConfig,
@@ -259,10 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         used = recalibrate_batchnorm(model, calibration_batches(calibration))
         print(f"recalibrated BatchNorm statistics on {used} batches", flush=True)
     export_weights(model, weights_path, half=True, overwrite=True)
-    # Score the exported fp16 weights themselves, loaded back into float32.
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    scores = score(model.eval(), args.eval_size, args.eval_count)
+    # Score the exported fp16 weights themselves, loaded back into float32 as users load them.
+    model = load_pretrained(weights_path, refine_sample_pixels=model.refine_sample_pixels)
+    scores = score(model, args.eval_size, args.eval_count)
 
     info = {
         "file": weights_path.name,
