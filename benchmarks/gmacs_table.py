@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from mattingkit.profile import PAPER_SETTINGS, PAPER_TABLE3, gmacs_by_module, speed_test_model
+from mattingkit.paper import RESOLUTIONS, TABLE3
+from mattingkit.profile import gmacs_by_module, speed_test_model
 
 
 def main() -> list[tuple[str, str, float, dict[str, float]]]:
@@ -27,10 +28,11 @@ def main() -> list[tuple[str, str, float, dict[str, float]]]:
     )
     print(header)
     print("-" * len(header))
-    for (backbone, resolution), (_, paper) in PAPER_TABLE3.items():
+    for (backbone, name), (_, paper) in TABLE3.items():  # the one copy of the paper's table
+        resolution = name.upper()
         with torch.device("meta"):  # no weights needed to count operations
             model = speed_test_model(backbone, resolution)
-        parts = gmacs_by_module(model, PAPER_SETTINGS[resolution][0])
+        parts = gmacs_by_module(model, RESOLUTIONS[name].size)
         ours = parts["total"]
         rows.append((backbone, resolution, paper, parts))
         print(

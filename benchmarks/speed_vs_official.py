@@ -1,18 +1,29 @@
-"""Is mattingkit's MattingRefine as fast as the official one? A ratio, measured fairly.
+"""How fast is mattingkit compared with the official implementation? Ratios, measured fairly.
 
-Both models are built with the paper's speed-test settings (sampling mode,
-``refine_prevent_oversampling=False``), mattingkit's model receives the official model's
-state_dict (``strict=True``), both get the same input tensors, already on the device, and
-their outputs are checked to agree before anything is timed. Timing alternates between
-the two models in one process (A B B A ...), so a busy neighbour slows both alike; what
-is reported is the ratio of medians, which is meaningful on a shared, noisy machine even
-when the absolute times are not.
+For each backbone and resolution, three ways of running the same weights are timed:
+
+* ``official``: ``BackgroundMattingV2.model.MattingRefine`` (PyPI ``backgroundmattingv2``);
+* ``eager``: mattingkit's ``MattingRefine``, plain NCHW fp32, exactly the official
+  computation (its outputs must equal the official ones);
+* ``matter``: :class:`mattingkit.Matter`, the way mattingkit runs a model: channels-last
+  memory, ``torch.inference_mode`` and the refiner's window path (chapter 04's cost model).
+  Its alpha may differ from the official one by float rounding; the mean difference is shown.
+
+All are built with the paper's speed-test settings (sampling mode,
+``refine_prevent_oversampling=False``: exactly ``sample_pixels / 16`` patches), get the same
+input tensors already on the device (fp32, batch 1, as in Table 3), and are timed
+**interleaved in one process** (the order rotates every round), so a busy neighbour slows all
+alike; the speed-ups are ratios of medians, meaningful on a shared, noisy machine even when
+the absolute times are not. The refiner is also timed on its own (same inputs, captured
+from a real pass) to split each pass into base network and refiner. On CUDA the passes are
+timed with CUDA events after a synchronisation.
 
 Usage (from the repository root)::
 
-    python benchmarks/speed_vs_official.py --backbone mobilenetv2 --resolution HD
+    python benchmarks/speed_vs_official.py                          # MobileNetV2 + ResNet-50, HD
+    python benchmarks/speed_vs_official.py --backbone resnet101 --resolution HD 4K
     python benchmarks/speed_vs_official.py --backbone resnet50 --size 540x960 --repeats 20
-    python benchmarks/speed_vs_official.py --device cuda --precision float16
+    python benchmarks/speed_vs_official.py --device cuda --repeats 100   # compare with Table 3
 
 Needs the reference implementation: ``pip install backgroundmattingv2==1.0``.
 """
@@ -20,15 +31,38 @@ Needs the reference implementation: ``pip install backgroundmattingv2==1.0``.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import platform
 import statistics
+from dataclasses import dataclass
 
 import torch
 
+from mattingkit.inference import Matter
 from mattingkit.model import MattingRefine
-from mattingkit.profile import PAPER_SETTINGS, FpsResult, time_forward
+from mattingkit.profile import PAPER_SETTINGS, PAPER_TABLE3, FpsResult, time_forward
 from mattingkit.runtime import pick_device
+
+MODELS = ("official", "eager", "matter")
+
+
+@dataclass
+class Comparison:
+    """One backbone at one resolution: the three ways timed, whole pass and refiner alone."""
+
+    backbone: str
+    resolution: str
+    size: tuple[int, int]
+    sample_pixels: int
+    results: dict[str, FpsResult]  # whole forward pass, per model
+    refiner_ms: dict[str, float]  # median time of the refiner alone, per model
+    eager_difference: float  # max |eager - official| over pha and fgr
+    matter_alpha_difference: float  # mean |matter alpha - official alpha|
+
+    def speedup(self, name: str) -> float:
+        """How many times faster than the official code (ratio of medians)."""
+        return self.results["official"].median_ms / self.results[name].median_ms
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -59,87 +93,184 @@ def build_pair(backbone: str, scale: float, pixels: int) -> tuple[torch.nn.Modul
     return official, ours
 
 
-def main(argv: list[str] | None = None) -> dict[str, FpsResult]:
+class RefinerTimer:
+    """Captures the refiner's inputs during a real pass, then times the refiner on them."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.refiner = model.refiner
+        self.inputs: tuple[torch.Tensor, ...] = ()
+        handle = self.refiner.register_forward_pre_hook(self._keep)
+        self._handle = handle
+
+    def _keep(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.inputs = inputs
+        self._handle.remove()
+
+    def __call__(self) -> float:
+        src, bgr, *rest = self.inputs
+        return time_forward(lambda s, b: self.refiner(s, b, *rest), src, bgr)
+
+
+def compare(
+    backbone: str,
+    resolution: str,
+    size: tuple[int, int] | None,
+    sample_pixels: int | None,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+) -> Comparison:
+    (height, width), scale, pixels = PAPER_SETTINGS[resolution]
+    height, width = size or (height, width)
+    pixels = sample_pixels or pixels
+    official, eager = build_pair(backbone, scale, pixels)
+    official, eager = official.to(device), eager.to(device)
+    matter = Matter(
+        copy.deepcopy(eager),
+        device=device,
+        precision="fp32",
+        backbone_scale=scale,
+        refine_mode="sampling",
+        refine_sample_pixels=pixels,
+        refine_prevent_oversampling=False,
+    )
+    generator = torch.Generator().manual_seed(1)
+    src = torch.rand(1, 3, height, width, generator=generator).to(device)
+    bgr = torch.rand(1, 3, height, width, generator=generator).to(device)
+
+    # Same computation first; the hooks keep each refiner's inputs for the split.
+    timers = {name: RefinerTimer(m) for name, m in [("official", official), ("eager", eager)]}
+    timers["matter"] = RefinerTimer(matter.model)
+    with torch.inference_mode():
+        pha_official, fgr_official = official(src, bgr)[:2]
+        pha_eager, fgr_eager = eager(src, bgr)[:2]
+    matte = matter(src, bgr)
+    eager_difference = max(
+        (pha_official - pha_eager).abs().max().item(), (fgr_official - fgr_eager).abs().max().item()
+    )
+    alpha_difference = (matte.pha.to(device) - pha_official).abs().mean().item()
+    if eager_difference > 1e-4 or alpha_difference > 1e-4:
+        raise SystemExit(
+            f"outputs differ (eager {eager_difference:.2e}, matter alpha {alpha_difference:.2e}): "
+            "not the same computation, not timing"
+        )
+
+    passes = {
+        "official": lambda: time_forward(official, src, bgr),
+        "eager": lambda: time_forward(eager, src, bgr),
+        "matter": lambda: matter(src, bgr).seconds * 1000.0,
+    }
+    for _ in range(warmup):
+        for name in MODELS:
+            passes[name]()
+            timers[name]()
+    times: dict[str, list[float]] = {name: [] for name in MODELS}
+    refiner_times: dict[str, list[float]] = {name: [] for name in MODELS}
+    for i in range(repeats):
+        order = MODELS[i % 3 :] + MODELS[: i % 3]  # rotate: nobody always runs first
+        for name in order:
+            times[name].append(passes[name]())
+            refiner_times[name].append(timers[name]())
+    precision = "float32"
+    results = {
+        name: FpsResult(str(device), precision, "pytorch", (height, width), 1, tuple(t))
+        for name, t in times.items()
+    }
+    return Comparison(
+        backbone,
+        resolution,
+        (height, width),
+        pixels,
+        results,
+        {name: statistics.median(t) for name, t in refiner_times.items()},
+        eager_difference,
+        alpha_difference,
+    )
+
+
+def report(comparison: Comparison) -> None:
+    """Print one comparison: each model's fps, base/refiner split and speed-up."""
+    c = comparison
+    height, width = c.size
+    paper = PAPER_TABLE3.get((c.backbone, c.resolution))
+    paper_note = (
+        f"; paper (RTX 2080 Ti): {paper[0]} fps"
+        if paper and c.size == PAPER_SETTINGS[c.resolution][0]
+        else ""
+    )
+    print(
+        f"{c.backbone} {width}x{height} ({c.resolution} settings, {c.sample_pixels:,} refined pixels)"
+        f"; eager equals official to {c.eager_difference:.1e}, matter alpha to "
+        f"{c.matter_alpha_difference:.1e} (mean){paper_note}"
+    )
+    for name in MODELS:
+        r = c.results[name]
+        refiner = c.refiner_ms[name]
+        print(
+            f"  {name:<9}{r.fps:8.2f} fps {r.median_ms:8.1f} ms (IQR {r.iqr_ms:6.1f})  "
+            f"base {r.median_ms - refiner:7.1f} ms + refiner {refiner:7.1f} ms  "
+            f"x{c.speedup(name):.2f} vs official"
+        )
+
+
+def main(argv: list[str] | None = None) -> list[Comparison]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--backbone", default="mobilenetv2", choices=["mobilenetv2", "resnet50", "resnet101"]
+        "--backbone",
+        nargs="+",
+        default=["mobilenetv2", "resnet50"],
+        choices=["mobilenetv2", "resnet50", "resnet101"],
     )
-    parser.add_argument("--resolution", default="HD", choices=sorted(PAPER_SETTINGS))
+    parser.add_argument(
+        "--resolution", nargs="+", default=["HD"], choices=sorted(PAPER_SETTINGS), help="HD, 4K"
+    )
     parser.add_argument(
         "--size", type=parse_size, help="override the input size, HxW (keeps the scale)"
     )
     parser.add_argument(
         "--sample-pixels", type=int, help="override the refined pixels (default: the resolution's)"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    parser.add_argument("--precision", default="float32", choices=["float32", "float16"])
+    parser.add_argument("--device", default=None, help="cpu, cuda (default: best available)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per model")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
 
+    for resolution in args.resolution:
+        size, _, pixels = PAPER_SETTINGS[resolution]
+        height, width = args.size or size
+        pixels = args.sample_pixels or pixels
+        if height % 4 or width % 4:
+            parser.error(f"the official model needs H and W divisible by 4, got {height}x{width}")
+        if (height // 4) * (width // 4) < pixels // 16:
+            parser.error(
+                f"{height}x{width} has fewer 4x4 patches than the {pixels // 16:,} to refine"
+            )
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else pick_device(verbose=False)
-    if args.precision == "float16" and device.type != "cuda":
-        parser.error("float16 needs --device cuda")
-    dtype = torch.float16 if args.precision == "float16" else torch.float32
-    size, scale, pixels = PAPER_SETTINGS[args.resolution]
-    height, width = args.size or size
-    pixels = args.sample_pixels or pixels
-    if height % 4 or width % 4:
-        parser.error(f"the official model needs H and W divisible by 4, got {height}x{width}")
-    if (height // 4) * (width // 4) < pixels // 16:
-        parser.error(f"{height}x{width} has fewer 4x4 patches than the {pixels // 16:,} to refine")
-
-    official, ours = build_pair(args.backbone, scale, pixels)
-    official, ours = (m.to(device=device, dtype=dtype) for m in (official, ours))
-    generator = torch.Generator().manual_seed(1)
-    src = torch.rand(1, 3, height, width, generator=generator).to(device=device, dtype=dtype)
-    bgr = torch.rand(1, 3, height, width, generator=generator).to(device=device, dtype=dtype)
-
-    with torch.inference_mode():
-        pha_official, fgr_official = official(src, bgr)[:2]
-        pha_ours, fgr_ours = ours(src, bgr)[:2]
-    difference = max(
-        (pha_official - pha_ours).abs().max().item(), (fgr_official - fgr_ours).abs().max().item()
-    )
-    tolerance = 1e-2 if dtype == torch.float16 else 1e-4
-    if difference > tolerance:
-        raise SystemExit(
-            f"outputs differ by {difference:.2e}: not the same computation, not timing"
-        )
-
-    for _ in range(args.warmup):
-        time_forward(official, src, bgr)
-        time_forward(ours, src, bgr)
-    times: dict[str, list[float]] = {"official": [], "mattingkit": []}
-    for i in range(args.repeats):
-        order = ("official", "mattingkit") if i % 2 == 0 else ("mattingkit", "official")
-        for name in order:
-            model = official if name == "official" else ours
-            times[name].append(time_forward(model, src, bgr))
-
-    results = {
-        name: FpsResult(str(device), args.precision, "pytorch", (height, width), 1, tuple(t))
-        for name, t in times.items()
-    }
-    ratios = [a / b for a, b in zip(times["mattingkit"], times["official"])]
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"time on cpu or cuda, got {device}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
-        f"{datetime.date.today()}  {platform.processor() or platform.machine()}  torch {torch.__version__}  "
-        f"threads {torch.get_num_threads()}"
+        f"{datetime.date.today()}  {name or platform.machine()}  torch {torch.__version__}  "
+        f"threads {torch.get_num_threads()}  fp32, batch 1, median of {args.repeats}"
     )
-    print(
-        f"{args.backbone} {width}x{height} scale {scale:g} sample_pixels {pixels:,} on {device} "
-        f"({args.precision}); outputs agree to {difference:.1e}"
-    )
-    for name, result in results.items():
-        print(f"  {name:<10} {result}")
-    print(
-        f"  time ratio mattingkit / official: {results['mattingkit'].median_ms / results['official'].median_ms:.3f} "
-        f"(median of per-round ratios {statistics.median(ratios):.3f}; < 1 means mattingkit is faster)"
-    )
-    return results
+    comparisons = []
+    for resolution in args.resolution:
+        for backbone in args.backbone:
+            comparison = compare(
+                backbone,
+                resolution,
+                args.size,
+                args.sample_pixels,
+                device,
+                args.warmup,
+                args.repeats,
+            )
+            report(comparison)
+            comparisons.append(comparison)
+    return comparisons
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ _EXPORTS = {
     "fps": "mattingkit.profile",
     "TrainConfig": "mattingkit.train",
     "train": "mattingkit.train",
+    "Matter": "mattingkit.inference",
+    "MatteResult": "mattingkit.inference",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -37,3 +39,8 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'mattingkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """What ``dir(mattingkit)`` and Jupyter's tab completion show: the lazy exports too."""
+    return sorted(set(globals()) | set(_EXPORTS))

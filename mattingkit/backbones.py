@@ -84,6 +84,7 @@ class MobileNetV2Encoder(MobileNetV2):
 
     # Indices of the blocks whose outputs become skip connections (1/2, 1/4, 1/8 resolution).
     SKIP_AFTER_BLOCK = (1, 3, 6)
+    __constants__ = ["SKIP_AFTER_BLOCK"]  # so torch.jit.script can read it
 
     def __init__(self, in_channels: int = 6) -> None:
         super().__init__()
@@ -100,13 +101,14 @@ class MobileNetV2Encoder(MobileNetV2):
     def forward(self, x: torch.Tensor) -> EncoderFeatures:
         skip1 = x
         skip2 = skip4 = skip8 = x
+        after2, after4, after8 = self.SKIP_AFTER_BLOCK
         for index, block in enumerate(self.features):
             x = block(x)
-            if index == 1:
+            if index == after2:
                 skip2 = x  # 1/2, 16 channels
-            elif index == 3:
+            elif index == after4:
                 skip4 = x  # 1/4, 24 channels
-            elif index == 6:
+            elif index == after8:
                 skip8 = x  # 1/8, 32 channels
         return EncoderFeatures(x, skip8, skip4, skip2, skip1)
 

@@ -373,14 +373,11 @@ def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> bool:
 
 def check_split_outputs(fn: Callable[..., Any]) -> bool:
     """Chapter 03: ``fn(raw, src)`` turns (B, 37, H, W) into ``(pha, fgr, err, hid)``."""
+    from mattingkit.model import split_outputs
+
     raw = _random(30, 2, 37, 5, 6) * 3 - 1.5
     src = _random(31, 2, 3, 5, 6)
-    expected = {
-        "pha": raw[:, 0:1].clamp(0, 1),
-        "fgr": (src + raw[:, 1:4]).clamp(0, 1),
-        "err": raw[:, 4:5].clamp(0, 1),
-        "hid": raw[:, 5:].relu(),
-    }
+    expected = split_outputs(raw, src)._asdict()  # the library's own split is the reference
     got, error = call_student(fn, raw.clone(), src.clone())
     if error is None and (not isinstance(got, Sequence) or len(got) != 4):
         error = f"expected a tuple (pha, fgr, err, hid), got {describe(got)}"
@@ -528,16 +525,20 @@ def check_per_process_batch(fn: Callable[[int, int], Any]) -> bool:
 
     Return ``global_batch // world_size``; raise ``ValueError`` when it does not divide
     evenly or leaves a process fewer than 2 images (BatchNorm in the ASPP pooling branch
-    cannot normalise a single value in training mode).
+    cannot normalise a single value in training mode), as
+    :func:`mattingkit.train.per_process_batch` does.
     """
+    from mattingkit.train import per_process_batch
+
     for batch, world in ((8, 1), (8, 2), (12, 4)):
+        expected = per_process_batch(batch, world)
         got, error = call_student(fn, batch, world)
-        if error is None and got != batch // world:
-            error = f"expected {batch // world}, got {describe(got)}"
+        if error is None and got != expected:
+            error = f"expected {expected}, got {describe(got)}"
         if error is not None:
             return failed(f"batch {batch} over {world} process(es): {error}.")
     for batch, world, why in ((8, 3, "8 does not divide by 3"), (4, 4, "1 image per process")):
-        try:
+        try:  # per_process_batch refuses these splits (tests/test_train.py checks it)
             got = fn(batch, world)
         except ValueError:
             continue
@@ -549,3 +550,127 @@ def check_per_process_batch(fn: Callable[[int, int], Any]) -> bool:
             f"batch {batch} over {world} processes ({why}) should raise ValueError, got {describe(got)}."
         )
     return passed("the batch split is right, and impossible splits fail with a clear error.")
+
+
+# --- Chapter 08 -----------------------------------------------------------------------------
+
+
+def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> bool:
+    """Chapter 08: ``fn(budget)`` -> the frame rate a one-frame-in-flight pipeline can reach.
+
+    ``budget`` maps each stage to milliseconds. With one frame in flight the next frame
+    leaves only when the previous one is drawn, so the stages add up:
+    ``fps = 1000 / sum(budget.values())``.
+    """
+    cases = (
+        {"capture": 5.0, "transfer": 10.0, "inference": 80.0, "draw": 5.0},
+        {"inference": 20.0},
+        {
+            "capture": 2.5,
+            "queue": 0.0,
+            "decode": 1.5,
+            "inference": 46.0,
+            "encode": 2.0,
+            "draw": 3.0,
+        },
+    )
+    for budget in cases:
+        expected = 1000.0 / sum(budget.values())
+        got, error = call_student(fn, dict(budget))
+        if error is None and not isinstance(got, (int, float)):
+            error = f"expected a number of frames per second, got {describe(got)}"
+        if error is None and abs(got - expected) > 1e-6 * expected:
+            error = f"expected {expected:.2f} fps, got {got:.2f}"
+            if abs(got - 1000.0 / max(budget.values())) < 1e-6:
+                error += " (that is the slowest stage alone: with one frame in flight they add up)"
+        if error is not None:
+            return failed(f"pipeline fps for {budget}: {error}.")
+    return passed("one frame in flight: the stages add up, and fps = 1000 / total ms.")
+
+
+def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> bool:
+    """Chapter 08: ``fn(camera_fps, matting_fps, seconds)`` -> frames dropped (latest wins).
+
+    Every camera frame the model had no time for is dropped:
+    ``round(max(0, camera_fps - matting_fps) * seconds)``; none when the model keeps up.
+    """
+    for camera, matting, seconds in ((30.0, 12.0, 10.0), (30.0, 45.0, 5.0), (25.0, 7.5, 2.0)):
+        expected = round(max(0.0, camera - matting) * seconds)
+        got, error = call_student(fn, camera, matting, seconds)
+        if error is None and (not isinstance(got, (int, float)) or round(got) != expected):
+            error = f"expected {expected} frames, got {describe(got)}"
+            if matting > camera:
+                error += " (a model faster than the camera drops nothing: it waits for frames)"
+        if error is not None:
+            return failed(f"camera {camera} fps, matting {matting} fps, {seconds} s: {error}.")
+    return passed("latest frame wins: what the model cannot keep up with is dropped, never queued.")
+
+
+# --- Chapter 07 -----------------------------------------------------------------------------
+
+
+def check_preset_patches(fn: Callable[[str, int, int], Any]) -> bool:
+    """Chapter 07: ``fn(preset, height, width)`` = 4×4 patches refined with a preset.
+
+    The presets are :data:`mattingkit.inference.PRESETS` (``"hd"``: 80,000 pixels, ``"4k"``:
+    320,000); sampling refines ``min(pixels // 16, (H/4)·(W/4))`` patches.
+    """
+    from mattingkit.inference import PRESETS
+
+    cases = (("hd", 1080, 1920), ("4k", 2160, 3840), ("hd", 540, 960), ("4k", 1080, 1920),
+             ("4k", 400, 400))  # fmt: skip
+    for preset, height, width in cases:
+        pixels = int(PRESETS[preset]["refine_sample_pixels"])
+        expected = min(pixels // 16, (height // 4) * (width // 4))
+        got, error = call_student(fn, preset, height, width)
+        if error is None and got != expected:
+            error = f"expected {expected:,}, got {describe(got)}"
+            if got == pixels:
+                error += " (that is pixels; each patch is 4×4 = 16 pixels)"
+            elif got == pixels // 16:
+                error += " (the frame has fewer patches than that: cap it)"
+        if error is not None:
+            return failed(f"{preset} preset on {width}×{height}: {error}.")
+    return passed("HD refines 5,000 patches, 4K 20,000, capped by the patches a frame has.")
+
+
+def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> bool:
+    """Chapter 07: predicted GMac(4K) / GMac(HD) with the paper's settings, within 3%."""
+    from mattingkit.paper import RESOLUTIONS
+    from mattingkit.profile import gmacs, speed_test_model
+
+    with torch.device("meta"):
+        hd, uhd = speed_test_model(backbone, "HD"), speed_test_model(backbone, "4K")
+    expected = gmacs(uhd, RESOLUTIONS["4k"].size) / gmacs(hd, RESOLUTIONS["hd"].size)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool):
+        return failed(f"expected a number (a ratio), got {describe(ratio)}.")
+    if abs(ratio - expected) <= 0.03 * expected:
+        return passed(
+            f"{backbone}: 4K costs {expected:.2f}× HD, not 4×: the base network sees the same "
+            "480×270 pixels; only the refiner's patches grow (5,000 → 20,000)."
+        )
+    if abs(ratio - 4.0) < 0.05:
+        return failed(
+            "4 is the ratio of pixels. Which part of the network actually sees 4× the pixels? "
+            "(backbone_scale halves from 1/4 to 1/8.)"
+        )
+    return failed(
+        f"{ratio:.2f} is off. Split HD's cost into base network and refiner (gmacs_by_module), "
+        "then ask what each part sees at 4K."
+    )
+
+
+def check_naive_composite(fn: Callable[..., torch.Tensor]) -> bool:
+    """Chapter 07: ``fn(src, pha, new_bgr)`` = the cut-out a plain mask tool makes: α·I + (1−α)·B'."""
+
+    def reference(src: torch.Tensor, pha: torch.Tensor, new_bgr: torch.Tensor) -> torch.Tensor:
+        return pha * src + (1 - pha) * new_bgr
+
+    cases = [
+        ("one 3×4×5 image", (_random(70, 3, 4, 5), _random(71, 1, 4, 5), _random(72, 3, 4, 5))),
+        (
+            "a batch of two",
+            (_random(73, 2, 3, 6, 6), _random(74, 2, 1, 6, 6), _random(75, 2, 3, 6, 6)),
+        ),
+    ]
+    return check_against_reference(fn, reference, cases, name="naive_composite")

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
+
+from mattingkit.io import resize_to_cover
 
 __all__ = [
     "Matte",
@@ -137,20 +138,6 @@ def composite_on_color(
     return composite(fgr, pha, _color_tensor(color, fgr).expand_as(fgr))
 
 
-def _resize_to_cover(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Scale ``image`` to cover height×width keeping its aspect ratio, then centre-crop."""
-    batched = image if image.ndim == 4 else image.unsqueeze(0)
-    h, w = batched.shape[-2:]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, math.ceil(h * scale)), max(width, math.ceil(w * scale))
-    resized = F.interpolate(
-        batched, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
-    )
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    cropped = resized[..., top : top + height, left : left + width].clamp(0, 1)
-    return cropped if image.ndim == 4 else cropped.squeeze(0)
-
-
 def composite_on_image(fgr: torch.Tensor, pha: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Composite over a new background image. Chapter 01.
 
@@ -180,7 +167,7 @@ def composite_on_image(fgr: torch.Tensor, pha: torch.Tensor, image: torch.Tensor
             f"{height}×{width} (H×W): scaling it to cover the frame and centre-cropping",
             stacklevel=2,
         )
-        image = _resize_to_cover(image, height, width)
+        image = resize_to_cover(image, height, width).clamp(0, 1)
     return composite(fgr, pha, image)
 
 

@@ -56,6 +56,20 @@ class RefineOutput(NamedTuple):
     ref_sm: torch.Tensor  # (B, 1, H/4, W/4) 1 where a 4x4 patch was refined
 
 
+def split_outputs(x: torch.Tensor, src: torch.Tensor) -> BaseOutput:
+    """Chapter 03. The base network's 37 raw channels -> bounded ``(pha, fgr, err, hid)``.
+
+    Alpha and error are clamped to [0, 1]; channels 1-3 are a foreground *residual*, so the
+    foreground is ``clamp(src + residual)`` (chapter 02); the 32 hidden channels are ReLU'd.
+    ``src`` is the frame at the resolution of ``x``.
+    """
+    pha = x[:, 0:1].clamp(0.0, 1.0)
+    fgr = (x[:, 1:4] + src).clamp(0.0, 1.0)
+    err = x[:, 4:5].clamp(0.0, 1.0)
+    hid = x[:, 5:].relu()
+    return BaseOutput(pha, fgr, err, hid)
+
+
 def check_inputs(src: torch.Tensor, bgr: torch.Tensor) -> None:
     """Fail early, in words, on the mistakes users make most (wrong shape, uint8, size mismatch)."""
     if src.dim() != 4 or bgr.dim() != 4:
@@ -125,12 +139,7 @@ class MattingBase(Base):
 
     def predict(self, src: torch.Tensor, bgr: torch.Tensor) -> BaseOutput:
         """Run the network and turn its 37 raw channels into bounded predictions."""
-        x = self.run_network(torch.cat([src, bgr], dim=1))
-        pha = x[:, 0:1].clamp(0.0, 1.0)
-        fgr = (x[:, 1:4] + src).clamp(0.0, 1.0)  # residual + frame (chapter 02)
-        err = x[:, 4:5].clamp(0.0, 1.0)
-        hid = x[:, 5:].relu()
-        return BaseOutput(pha, fgr, err, hid)
+        return split_outputs(self.run_network(torch.cat([src, bgr], dim=1)), src)
 
     def forward(self, src: torch.Tensor, bgr: torch.Tensor) -> BaseOutput:
         check_inputs(src, bgr)
@@ -198,10 +207,8 @@ class MattingRefine(MattingBase):
         src_sm = self.downsample(src)
         bgr_sm = self.downsample(bgr)
         x = self.run_network(torch.cat([src_sm, bgr_sm], dim=1))
-        pha_sm = x[:, 0:1].clamp(0.0, 1.0)
-        residual_sm = x[:, 1:4]
-        err_sm = x[:, 4:5].clamp(0.0, 1.0)
-        hid_sm = x[:, 5:].relu()
+        pha_sm, fgr_sm, err_sm, hid_sm = split_outputs(x, src_sm)
+        residual_sm = x[:, 1:4]  # the refiner continues from the raw residual, not the clamped F
 
         # 2. The refiner fixes the worst patches at full resolution. The settings live on
         #    this model so they stay editable on a scripted model; the refiner reads them here.
@@ -214,7 +221,6 @@ class MattingRefine(MattingBase):
         # 3. Residual + frame = foreground (chapter 02), everything clamped to [0, 1].
         pha = pha.clamp(0.0, 1.0)[:, :, :height, :width]
         fgr = (residual + src).clamp(0.0, 1.0)[:, :, :height, :width]
-        fgr_sm = (src_sm + residual_sm).clamp(0.0, 1.0)
         return RefineOutput(pha, fgr, pha_sm, fgr_sm, err_sm, ref_sm)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:

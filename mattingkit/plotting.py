@@ -19,6 +19,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+try:  # in a notebook the live loss plot redraws itself; in plain Python it only records
+    from IPython import get_ipython
+    from IPython.display import display
+except ImportError:  # pragma: no cover - IPython comes with the notebook extras
+    get_ipython = display = None
+
 __all__ = [
     "to_numpy_image",
     "image_grid",
@@ -29,6 +35,7 @@ __all__ = [
     "overlay_patches",
     "soft_crop",
     "textured_crop",
+    "LiveLossPlot",
 ]
 
 
@@ -211,3 +218,55 @@ def textured_crop(image: torch.Tensor, pha: torch.Tensor, size: int = 96) -> tup
     row, col = divmod(int(score.flatten().argmax()), score.shape[-1])
     top, left = min(row * stride, height - size), min(col * stride, width - size)
     return slice(top, top + size), slice(left, left + size)
+
+
+class LiveLossPlot:
+    """Chapter 06. A training callback that redraws the loss curve (and validation SAD) in a notebook.
+
+    Pass it to :func:`mattingkit.train.train` as ``callbacks=[LiveLossPlot()]``. Outside
+    IPython it only records. ``plot.figure()`` returns the final figure (e.g. to save it).
+    """
+
+    def __init__(self, every: int = 1, title: str = "") -> None:
+        self.every = every
+        self.title = title
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.val_steps: list[int] = []
+        self.val_sad: list[float] = []
+        self._calls = 0
+        self._handle = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("loss") is not None:
+            self.steps.append(event["step"])
+            self.losses.append(event["loss"])
+        if event.get("val"):
+            self.val_steps.append(event["step"])
+            self.val_sad.append(event["val"].get("sad", float("nan")))
+        self._calls += 1
+        if self._calls % self.every == 0 or event.get("final"):
+            self._show()
+
+    def figure(self) -> Figure:
+        fig, ax = plt.subplots(
+            1, 2 if self.val_steps else 1, figsize=(9 if self.val_steps else 5, 3.2), squeeze=False
+        )
+        ax = ax[0]
+        ax[0].plot(self.steps, self.losses, color="tab:blue")
+        ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title=self.title or "loss")
+        if self.val_steps:
+            ax[1].plot(self.val_steps, self.val_sad, "o-", color="tab:orange")
+            ax[1].set(xlabel="step", ylabel="SAD (held-out)", title="validation")
+        fig.tight_layout()
+        return fig
+
+    def _show(self) -> None:
+        if get_ipython is None or get_ipython() is None or not self.steps:
+            return
+        fig = self.figure()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)

@@ -36,7 +36,9 @@ from typing import Any, Callable, Union
 import torch
 from torch import nn
 
+from mattingkit.backbones import BACKBONES
 from mattingkit.download import DownloadError, fetch
+from mattingkit.paper import RESOLUTIONS, TABLE3, TABLE4, TABLE6, resolution_for
 from mattingkit.runtime import asset_path
 
 __all__ = [
@@ -57,14 +59,13 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
 #: GitHub release that mirrors the Google Drive files.
 RELEASE_URL = "https://github.com/PeterL1n/BackgroundMattingV2/releases/download/v1.0.0"
 #: The official shared Drive folder (subfolders PyTorch/, TorchScript/, ONNX/).
 DRIVE_FOLDER_ID = "1cbetlrKREitIgjnIikG1HdM4x72FtgBh"
 
-_HD = MappingProxyType({"backbone_scale": 0.25, "refine_sample_pixels": 80_000})
-_4K = MappingProxyType({"backbone_scale": 0.125, "refine_sample_pixels": 320_000})
+_HD = MappingProxyType(RESOLUTIONS["hd"].settings())
+_4K = MappingProxyType(RESOLUTIONS["4k"].settings())
 _SETTINGS = MappingProxyType({"hd": _HD, "4k": _4K})
 
 
@@ -133,27 +134,18 @@ class Weights:
         return "\n".join(lines)
 
 
-# Paper figures per backbone: Table 3 (fps on an RTX 2080 Ti, FP32, batch 1; GMac), Table 4
-# (size in MB of the fp32 model), Table 6 (Distinctions-646 test set; MSE x 1e3).
-_PAPER = {
-    "resnet50": {
-        "fps_hd": 60.0, "gmacs_hd": 34.3, "fps_4k": 33.2, "gmacs_4k": 41.5, "size_mb": 153.53,
-        "distinctions_sad": 9.19, "distinctions_mse": 7.08, "distinctions_grad": 6345,
-        "distinctions_conn": 7216, "distinctions_fgr_mse": 6.10,
-    },
-    "resnet101": {
-        "fps_hd": 42.5, "gmacs_hd": 44.0, "fps_4k": 29.8, "gmacs_4k": 51.2, "size_mb": 225.98,
-        "distinctions_sad": 9.30, "distinctions_mse": 6.82, "distinctions_grad": 6191,
-        "distinctions_conn": 7128, "distinctions_fgr_mse": 7.68,
-    },
-    "mobilenetv2": {
-        "fps_hd": 100.6, "gmacs_hd": 9.9, "fps_4k": 45.4, "gmacs_4k": 17.0, "size_mb": 19.10,
-        "distinctions_sad": 10.53, "distinctions_mse": 9.62, "distinctions_grad": 7904,
-        "distinctions_conn": 8808, "distinctions_fgr_mse": 8.19,
-    },
-}  # fmt: skip
-# Paper Table 4; equal to the parameter count of MattingRefine(backbone).
-_NUM_PARAMS = {"resnet50": 40_247_703, "resnet101": 59_239_831, "mobilenetv2": 5_006_839}
+def _paper_figures(backbone: str) -> Mapping[str, float]:
+    """The paper's figures for a backbone (:mod:`mattingkit.paper`), flat for ``summary()``."""
+    figures: dict[str, float] = {}
+    for resolution in RESOLUTIONS:
+        speed = TABLE3[backbone, resolution]
+        figures[f"fps_{resolution}"] = speed.fps
+        figures[f"gmacs_{resolution}"] = speed.gmacs
+    figures["size_mb"] = TABLE4[backbone].size_mb
+    for name, value in TABLE6[backbone]._asdict().items():
+        figures[f"distinctions_{name}"] = value
+    return MappingProxyType(figures)
+
 
 SHIPPED_FILENAME = "mattingkit_mobilenetv2_fp16.pth"
 
@@ -187,9 +179,9 @@ def _official(
         drive_id=drive_id,
         drive_folder_id=DRIVE_FOLDER_ID,
         urls=(f"{RELEASE_URL}/{filename}",),
-        num_params=_NUM_PARAMS[backbone],
+        num_params=TABLE4[backbone].num_params,
         settings=settings,
-        paper=MappingProxyType(dict(_PAPER[backbone])),
+        paper=_paper_figures(backbone),
         doc=doc,
         verified=verified,
     )
@@ -252,7 +244,7 @@ _ENTRIES = [
         kind="state_dict",
         backbone="mobilenetv2",
         precision="fp16",
-        num_params=_NUM_PARAMS["mobilenetv2"],
+        num_params=TABLE4["mobilenetv2"].num_params,
         doc="mattingkit's own MobileNetV2 model, trained offline on synthetic data (chapter "
         "06) and shipped with the repository: works without a network, far below the "
         "official weights in quality.",
@@ -295,9 +287,10 @@ def get_weights(name: str) -> Weights:
 def recommended_settings(height: int, width: int) -> dict[str, float]:
     """``backbone_scale`` and ``refine_sample_pixels`` for an image size. Chapter 04.
 
-    As the official Colab does: HD settings up to 2048 x 2048, 4K settings above.
+    As the official Colab does: HD settings up to 2048 x 2048, 4K settings above
+    (:func:`mattingkit.paper.resolution_for`).
     """
-    return dict(_HD if height <= 2048 and width <= 2048 else _4K)
+    return RESOLUTIONS[resolution_for(height, width)].settings()
 
 
 # --------------------------------------------------------------------------------------
@@ -718,7 +711,8 @@ def load_pretrained(
             f"own MobileNetV2 instead (trained offline on synthetic data: lower quality). To "
             f"use the official weights, save a copy as {error.manual_path}."
         )
+        # One notice: a warning (shown once in a notebook or a script, and catchable, e.g. by
+        # mattingkit.inference.Matter to report ``used_fallback``), never a second copy on stdout.
         warnings.warn(message, UserWarning, stacklevel=2)
-        print(f"⚠ {message}")
         return _load_file(shipped, "state_dict", None, device, model_kwargs)
     return _load_file(path, weights.kind, backbone, device, model_kwargs)

@@ -30,6 +30,8 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from mattingkit.model import MattingRefine
+from mattingkit.paper import RESOLUTIONS, TABLE3
 from mattingkit.runtime import fast_mode, pick_device
 
 __all__ = [
@@ -43,20 +45,16 @@ __all__ = [
     "speed_test_model",
 ]
 
-#: The paper's Table 3 (RTX 2080 Ti, FP32, batch 1): (backbone, resolution) -> (fps, GMac).
+#: The paper's Table 3 (RTX 2080 Ti, FP32, batch 1): (backbone, "HD" | "4K") -> (fps, GMac).
+#: A view of :data:`mattingkit.paper.TABLE3`, keyed the way chapter 04 prints it.
 PAPER_TABLE3: dict[tuple[str, str], tuple[float, float]] = {
-    ("resnet50", "HD"): (60.0, 34.3),
-    ("resnet101", "HD"): (42.5, 44.0),
-    ("mobilenetv2", "HD"): (100.6, 9.9),
-    ("resnet50", "4K"): (33.2, 41.5),
-    ("resnet101", "4K"): (29.8, 51.2),
-    ("mobilenetv2", "4K"): (45.4, 17.0),
+    (backbone, resolution.upper()): tuple(speed) for (backbone, resolution), speed in TABLE3.items()
 }
 
 #: Settings behind Table 3: resolution -> ((H, W), backbone_scale, refine_sample_pixels).
+#: A view of :data:`mattingkit.paper.RESOLUTIONS`.
 PAPER_SETTINGS: dict[str, tuple[tuple[int, int], float, int]] = {
-    "HD": ((1080, 1920), 1 / 4, 80_000),
-    "4K": ((2160, 3840), 1 / 8, 320_000),
+    name.upper(): tuple(resolution) for name, resolution in RESOLUTIONS.items()
 }
 
 
@@ -66,8 +64,6 @@ def speed_test_model(backbone: str, resolution: str = "HD") -> nn.Module:
     Chapter 04. Sampling mode with ``refine_prevent_oversampling=False``, so exactly
     ``sample_pixels / 16`` patches are refined whatever the image, as in Table 3.
     """
-    from mattingkit.model import MattingRefine
-
     if resolution not in PAPER_SETTINGS:
         raise ValueError(f"resolution must be one of {sorted(PAPER_SETTINGS)}, got {resolution!r}")
     _, scale, pixels = PAPER_SETTINGS[resolution]

@@ -18,6 +18,21 @@ where it is probably wrong (the error map). The refiner then works in three step
 
 Because only k patches are refined, the cost of step 2 does not grow with the frame size:
 that is how the model runs at 4K.
+
+**Cost model.** Stage 1 needs the coarse prediction at 1/2 resolution, but only around the
+chosen patches. The straightforward way (the official code's) upsamples the whole coarse map
+to 1/2 resolution, pads it, and then cuts out the patches: a cost that grows with the frame
+(``H x W x 42`` values written, read and copied several times) even when only 5,000 patches
+are refined. The *window path* (:meth:`Refiner.inputs_from_windows`) works the other way
+round: select patches -> gather a small coarse window per patch -> upsample each window ->
+the two tiny stages -> paste back. Its cost is about ``patches x window size x channels``,
+not ``frame size``; only the final upsample of the 4 output channels (needed for the
+output anyway) still touches every pixel. It gives bit-identical results to the whole-frame
+path run on the same tensors, and is used for channels-last inputs (how
+:class:`mattingkit.Matter` runs the model) whenever the coarse map is an exact power-of-two
+downscale of the half-resolution grid (true for HD at 1/4 and 4K at 1/8). Everything else,
+and plain NCHW inputs (the layout the official code uses, so parity stays exact), takes the
+whole-frame path (:meth:`Refiner.inputs_from_frames`).
 """
 
 from __future__ import annotations
@@ -32,6 +47,8 @@ from torch import nn
 REFINE_MODES = ("full", "sampling", "thresholding")
 CROP_METHODS = ("unfold", "roi_align", "gather")
 REPLACE_METHODS = ("scatter_nd", "scatter_element")
+# When to build the stage inputs from small windows (see Refiner.use_windows).
+WINDOW_PATHS = ("auto", "always", "never")
 
 # A patch location: (batch index, row, column) in the quarter-resolution grid, each (P,).
 PatchIndex = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -136,6 +153,115 @@ def replace_patches(
     raise ValueError(f"unknown patch replace method '{method}'; use scatter_nd or scatter_element")
 
 
+def gather_windows(
+    x: torch.Tensor,
+    batch: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """Chapter 04. Cut one (C, height, width) window per entry, zero where it leaves the image.
+
+    Window ``i`` covers ``x[batch[i], :, top[i] : top[i] + height, left[i] : left[i] + width]``.
+    Unlike :func:`crop_patches` nothing is padded: pixel indices are clamped into the image and
+    the pixels outside it are set to zero, so the cost follows the number of windows, not the
+    image size. Returns (P, C, height, width) in channels-last memory, which is what the small
+    convolutions and interpolations that follow run fastest on.
+    """
+    _, channels, image_h, image_w = x.shape
+    rows = top.view(-1, 1) + torch.arange(height, device=x.device).view(1, height)
+    cols = left.view(-1, 1) + torch.arange(width, device=x.device).view(1, width)
+    inside = ((rows >= 0) & (rows < image_h)).view(-1, height, 1, 1) & (
+        (cols >= 0) & (cols < image_w)
+    ).view(-1, 1, width, 1)
+    # Pixels as rows of a table (B*H*W, C): one lookup copies all channels of a pixel.
+    pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)
+    index = (batch.view(-1, 1, 1) * image_h + rows.clamp(0, image_h - 1).view(-1, height, 1)) * (
+        image_w
+    ) + cols.clamp(0, image_w - 1).view(-1, 1, width)
+    windows = pixels.index_select(0, index.view(-1)).view(-1, height, width, channels)
+    if not bool(inside.all()):  # usually only a few windows touch the border
+        windows = windows.masked_fill_(~inside, 0.0)
+    return windows.permute(0, 3, 1, 2)
+
+
+def gather_inner_windows(
+    x: torch.Tensor,
+    batch: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """Chapter 04. :func:`gather_windows` for windows that lie inside the image (pad it first).
+
+    In channels-last memory a window row is one contiguous run of ``width * C`` numbers, so it
+    is copied in one go instead of pixel by pixel: much faster for images with few channels.
+    """
+    _, channels, image_h, image_w = x.shape
+    rows = batch.view(-1, 1) * image_h + top.view(-1, 1)
+    rows = rows + torch.arange(height, device=x.device).view(1, height)
+    starts = rows * image_w + left.view(-1, 1)  # first pixel of every window row
+    # Every run of `width` consecutive pixels, as a (overlapping, copy-free) view.
+    runs = x.permute(0, 2, 3, 1).reshape(-1).unfold(0, width * channels, channels)
+    windows = runs.index_select(0, starts.view(-1)).view(-1, height, width, channels)
+    return windows.permute(0, 3, 1, 2)
+
+
+def cat_channels_last(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along channels with the result in channels-last memory.
+
+    ``torch.cat`` falls back to NCHW when a 1-channel input (alpha) is ambiguous about its
+    layout; concatenating the (B, H, W, C) views along their last dimension never does.
+    """
+    return torch.cat([t.permute(0, 2, 3, 1) for t in tensors], dim=3).permute(0, 3, 1, 2)
+
+
+def exact_upsample_factor(coarse: int, half: int) -> int:
+    """The integer factor from the coarse map to the half-resolution grid, or 0 if there is none.
+
+    A window of the coarse map, upsampled on its own, reproduces the whole-frame upsample bit
+    for bit only when both map a pixel to the same fractional source position: that needs
+    ``coarse * factor == half`` with a power-of-two factor (so ``1 / factor`` is exact in floating
+    point). HD at backbone scale 1/4 gives 2, 4K at 1/8 gives 4.
+    """
+    factor = half // coarse if coarse > 0 else 0
+    if factor < 1 or coarse * factor != half or factor & (factor - 1) != 0:
+        return 0
+    return factor
+
+
+def first_source_row(half_row: torch.Tensor, factor: int) -> torch.Tensor:
+    """The first of the two coarse rows that bilinear upsampling by ``factor`` blends for a row.
+
+    Output row ``y`` samples source position ``(y + 0.5) / factor - 0.5``, between the row
+    ``floor`` of that and the one below: ``floor((2y + 1 - factor) / (2 factor))``.
+    Works for columns alike.
+    """
+    return torch.div(2 * half_row + 1 - factor, 2 * factor, rounding_mode="floor")
+
+
+def coarse_window_size(factor: int, context: int) -> int:
+    """Rows of the coarse map a stage-1 crop (2 + 2*context half-res rows) can need, at most.
+
+    The pattern repeats every ``factor`` patches, so checking that many positions is enough.
+    """
+    size = 0
+    for row in range(factor):
+        first, last = 2 * row - context, 2 * row + 1 + context
+        lo = (2 * first + 1 - factor) // (2 * factor)
+        hi = (2 * last + 1 - factor) // (2 * factor) + 1
+        size = max(size, hi - lo + 1)
+    return size
+
+
+def usual_crop_offset(factor: int, context: int) -> int:
+    """Where a crop starts inside its upsampled window, for a patch in row 0 of an unbounded map."""
+    first = -context
+    return first - factor * ((2 * first + 1 - factor) // (2 * factor))
+
+
 class Refiner(nn.Module):
     """Chapter 04. The refinement network (15,444 parameters with 3x3 kernels).
 
@@ -145,6 +271,14 @@ class Refiner(nn.Module):
         kernel_size: 3 (a 13x13 receptive field per output pixel) or 1 (2x2, cheaper, worse).
         patch_crop_method, patch_replace_method: equivalent implementations; ``unfold`` and
             ``scatter_nd`` are fastest, ``roi_align`` and ``scatter_element`` export to ONNX.
+            The crop method applies to the whole-frame path; the window path gathers with
+            plain indexing (also exportable).
+        window_path: ``"auto"`` builds the stage inputs from small windows when the inputs
+            are channels-last and the window path is exact (see the module docstring),
+            ``"always"`` whenever it is exact (for NCHW inputs the window upsampling then runs
+            in channels-last and differs from the NCHW whole-frame upsampling by float
+            rounding, about 1e-7), ``"never"`` always upsamples whole frames. An attribute:
+            ``model.refiner.window_path = "never"`` switches a built model.
 
     Forward inputs: full-resolution ``src``/``bgr`` (B, 3, H, W); coarse ``pha`` (B, 1, h, w),
     foreground residual ``fgr`` (B, 3, h, w), ``err`` (B, 1, h, w), ``hid`` (B, 32, h, w).
@@ -162,12 +296,14 @@ class Refiner(nn.Module):
         prevent_oversampling: bool = True,
         patch_crop_method: str = "unfold",
         patch_replace_method: str = "scatter_nd",
+        window_path: str = "auto",
     ) -> None:
         super().__init__()
         _check_choice("refine_mode", mode, REFINE_MODES)
         _check_choice("refine_kernel_size", kernel_size, (1, 3))
         _check_choice("refine_patch_crop_method", patch_crop_method, CROP_METHODS)
         _check_choice("refine_patch_replace_method", patch_replace_method, REPLACE_METHODS)
+        _check_choice("window_path", window_path, WINDOW_PATHS)
         self.mode = mode
         self.sample_pixels = sample_pixels
         self.threshold = threshold
@@ -175,6 +311,7 @@ class Refiner(nn.Module):
         self.kernel_size = kernel_size
         self.patch_crop_method = patch_crop_method
         self.patch_replace_method = patch_replace_method
+        self.window_path = window_path
 
         hidden, stage1_mid, stage1_out, stage2_mid, outputs = 32, 24, 16, 12, 4
         images = 6  # src + bgr
@@ -210,9 +347,8 @@ class Refiner(nn.Module):
         full_h, full_w = src.shape[2], src.shape[3]
         half = (full_h // 2, full_w // 2)
         quarter = (full_h // 4, full_w // 4)
-        images = torch.cat([src, bgr], dim=1)
-
         if self.mode == "full":
+            images = torch.cat([src, bgr], dim=1)
             return self.refine_everywhere(images, pha, fgr, hid, half, quarter)
 
         err = F.interpolate(err, quarter, mode="bilinear", align_corners=False)
@@ -227,11 +363,55 @@ class Refiner(nn.Module):
         if index[0].size(0) == 0:
             return upsampled[:, :1], upsampled[:, 1:], ref
 
+        # Stage 1 at half resolution on crops of 2x2 cells (one 4x4 patch) plus context,
+        # stage 2 at full resolution; both paths give the same crops, bit for bit.
+        if self.use_windows(hid, half):
+            x, images_crop = self.inputs_from_windows(src, bgr, coarse, hid, index)
+        else:
+            x, images_crop = self.inputs_from_frames(src, bgr, pha, fgr, hid, index, half)
+        x = self.stage1(x)
+        # Stage 2 at full resolution: nearest-upsample to 8x8, add the full-resolution pixels.
+        x = F.interpolate(x, 8 if self.kernel_size == 3 else 4, mode="nearest")
+        x = self.stage2(torch.cat([x, images_crop], dim=1))
+
+        out = replace_patches(upsampled, x, index, self.patch_replace_method)
+        return out[:, :1], out[:, 1:], ref
+
+    def use_windows(self, hid: torch.Tensor, half: Tuple[int, int]) -> bool:
+        """Take the window path? ``window_path`` is "auto" (channels-last inputs), "always" or "never"."""
+        if self.window_path == "never":
+            return False
+        exact = exact_upsample_factor(hid.size(2), half[0]) > 0
+        exact = exact and exact_upsample_factor(hid.size(3), half[1]) > 0
+        if self.window_path == "always":
+            return exact
+        return exact and hid.is_contiguous(memory_format=torch.channels_last)
+
+    def inputs_from_frames(
+        self,
+        src: torch.Tensor,
+        bgr: torch.Tensor,
+        pha: torch.Tensor,
+        fgr: torch.Tensor,
+        hid: torch.Tensor,
+        index: PatchIndex,
+        half: Tuple[int, int],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Stage inputs the official way: upsample whole frames to 1/2 resolution, then crop.
+
+        Returns the stage-1 input (P, 42, 8, 8) and the full-resolution images (P, 6, 8, 8).
+        The cost grows with the frame: every pixel of 42 half-resolution channels is computed.
+        """
         context = 3 if self.kernel_size == 3 else 0
-        # Stage 1 at half resolution: crops of 2x2 cells (one 4x4 patch) plus context.
-        features = F.interpolate(
-            torch.cat([hid, pha, fgr], dim=1), half, mode="bilinear", align_corners=False
-        )
+        full_context = 2 if self.kernel_size == 3 else 0
+        images = torch.cat([src, bgr], dim=1)
+        channels_last = hid.is_contiguous(memory_format=torch.channels_last)
+        if channels_last:
+            # Upsample in the inputs' layout (the window path's; kernels differ by rounding).
+            features = cat_channels_last([hid, pha, fgr])
+        else:
+            features = torch.cat([hid, pha, fgr], dim=1)
+        features = F.interpolate(features, half, mode="bilinear", align_corners=False)
         images_half = F.interpolate(images, half, mode="bilinear", align_corners=False)
         x = torch.cat(
             [
@@ -240,17 +420,84 @@ class Refiner(nn.Module):
             ],
             dim=1,
         )
-        x = self.stage1(x)
-        # Stage 2 at full resolution: nearest-upsample to 8x8, add the full-resolution pixels.
-        x = F.interpolate(x, 8 if self.kernel_size == 3 else 4, mode="nearest")
-        full_context = 2 if self.kernel_size == 3 else 0
-        x = torch.cat(
-            [x, crop_patches(images, index, 4, full_context, self.patch_crop_method)], dim=1
-        )
-        x = self.stage2(x)
+        images_crop = crop_patches(images, index, 4, full_context, self.patch_crop_method)
+        if channels_last:
+            # Same memory layout as the window path, so both run the same convolution kernels.
+            x = x.contiguous(memory_format=torch.channels_last)
+            images_crop = images_crop.contiguous(memory_format=torch.channels_last)
+        return x, images_crop
 
-        out = replace_patches(upsampled, x, index, self.patch_replace_method)
-        return out[:, :1], out[:, 1:], ref
+    def inputs_from_windows(
+        self,
+        src: torch.Tensor,
+        bgr: torch.Tensor,
+        coarse: torch.Tensor,
+        hid: torch.Tensor,
+        index: PatchIndex,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same stage inputs as :meth:`inputs_from_frames`, from small windows only.
+
+        For each patch: gather the few coarse pixels its half-resolution crop depends on
+        (a 5x5 window at HD), upsample that window exactly as the whole map would be
+        upsampled, keep the crop; gather a 16x16 full-resolution window of ``src`` and
+        ``bgr`` and halve it the same way. Cost: patches x window size, not frame size.
+        """
+        batch, row, col = index
+        context = 3 if self.kernel_size == 3 else 0
+        full_context = 2 if self.kernel_size == 3 else 0
+        crop = 2 + 2 * context  # half-resolution crop: 8 (kernel 3) or 2 (kernel 1)
+
+        # Images: one full-resolution window per patch serves both stages. Zero-padding by
+        # the context (a plain copy) keeps every window inside, so whole rows are copied.
+        size, pad = 2 * crop, 2 * context
+        start = 2 * context - full_context
+        halves: List[torch.Tensor] = []
+        crops: List[torch.Tensor] = []
+        for image in [src, bgr]:
+            padded = F.pad(image, (pad, pad, pad, pad))
+            windows = gather_inner_windows(padded, batch, 4 * row, 4 * col, size, size)
+            halves.append(
+                F.interpolate(windows, (crop, crop), mode="bilinear", align_corners=False)
+            )
+            crops.append(windows[:, :, start : size - start, start : size - start])
+
+        # Coarse features (hid, pha, fgr): window -> upsample -> crop.
+        features = cat_channels_last([hid, coarse])
+        coarse_h, coarse_w = features.size(2), features.size(3)
+        factor_h = exact_upsample_factor(coarse_h, src.size(2) // 2)
+        factor_w = exact_upsample_factor(coarse_w, src.size(3) // 2)
+        window_h = min(coarse_window_size(factor_h, context), coarse_h)
+        window_w = min(coarse_window_size(factor_w, context), coarse_w)
+        first_row, first_col = 2 * row - context, 2 * col - context
+        # A window slides inside the map, so that at a border it upsamples like the whole map.
+        top = first_source_row(first_row, factor_h).clamp(0, coarse_h - window_h)
+        left = first_source_row(first_col, factor_w).clamp(0, coarse_w - window_w)
+        windows = gather_inner_windows(features, batch, top, left, window_h, window_w)
+        windows = F.interpolate(
+            windows,
+            (window_h * factor_h, window_w * factor_w),
+            mode="bilinear",
+            align_corners=False,
+        )
+        # Where each crop sits in its upsampled window. Most sit at the same place, so one
+        # slice serves them; the others (windows that slid at the border; at 4K, odd rows or
+        # columns) are cut one by one, with zeros for the rows they lack (outside the frame).
+        at_row, at_col = first_row - top * factor_h, first_col - left * factor_w
+        usual_row, usual_col = (
+            usual_crop_offset(factor_h, context),
+            usual_crop_offset(factor_w, context),
+        )
+        if usual_row + crop <= windows.size(2) and usual_col + crop <= windows.size(3):
+            usual = windows[:, :, usual_row : usual_row + crop, usual_col : usual_col + crop]
+            elsewhere = torch.nonzero((at_row != usual_row) | (at_col != usual_col)).view(-1)
+        else:  # a map smaller than a window: no usual place
+            usual = windows.new_zeros((windows.size(0), windows.size(1), crop, crop))
+            elsewhere = torch.arange(windows.size(0), device=windows.device)
+        x = torch.cat([usual] + halves, dim=1)
+        x[elsewhere, : windows.size(1)] = gather_windows(
+            windows, elsewhere, at_row[elsewhere], at_col[elsewhere], crop, crop
+        )
+        return x, torch.cat(crops, dim=1)
 
     def refine_everywhere(
         self,

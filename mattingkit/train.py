@@ -13,9 +13,12 @@ command line (``python -m mattingkit.train --stage base ...``: every field is a 
 writes under ``config.out``:
 
 * ``checkpoints/step-0000100.pth``: model, optimizer, LR schedule, grad scaler, step, RNG states,
-  config and history, written atomically (a crash while saving leaves the previous checkpoint);
+  config and history, written atomically (:mod:`mattingkit.checkpoint`);
 * ``model.pth``: the final fp32 ``state_dict`` (load it with ``torch.load(..., weights_only=True)``);
 * ``history.json``: the logged losses and validation metrics.
+
+:func:`train` reads like its loop: :func:`_start_or_resume` builds (or restores) the model,
+optimizer and data, :func:`_run_steps` is the loop, :func:`_finish` writes the results.
 
 Reproducibility: every random choice of a step (which samples, their augmentation, dropout) is
 seeded from ``(seed, step, rank)``, so an interrupted run resumed with ``resume=True`` continues
@@ -32,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -49,9 +51,31 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
 
+from mattingkit import data
+from mattingkit import metrics as metric_functions
+from mattingkit.augment import augment_batch
+from mattingkit.backbones import BACKBONES
+from mattingkit.checkpoint import (
+    checkpoint_dir,
+    export_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    load_initial_weights,
+    param_checksum,
+    remove_stale_temp_files,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from mattingkit.io import atomic_write
+from mattingkit.losses import base_loss_from_output, refine_loss
 from mattingkit.model import MattingBase, MattingRefine
+from mattingkit.paper import RESOLUTIONS
+from mattingkit.plotting import LiveLossPlot
+from mattingkit.runtime import pick_device
+from mattingkit.synthetic import SyntheticMattingDataset, make_sample
 
 __all__ = [
     "OFFICIAL_LEARNING_RATES",
@@ -61,6 +85,7 @@ __all__ = [
     "LiveLossPlot",
     "train",
     "training_step",
+    "per_process_batch",
     "recalibrate_batchnorm",
     "calibration_batches",
     "evaluate",
@@ -70,9 +95,10 @@ __all__ = [
     "build_model",
     "main",
 ]
+# LiveLossPlot (mattingkit.plotting) and the checkpoint functions (mattingkit.checkpoint) are
+# re-exported: chapter 06 imports everything it trains with from here.
 
 STAGES = ("base", "refine")
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 
@@ -83,12 +109,10 @@ OFFICIAL_LEARNING_RATES: dict[str, dict[str, float]] = {
 }
 
 #: Share of the pixels that HD inference refines: 80,000 of 1920x1080, about 3.9 %.
-HD_REFINE_FRACTION = 80_000 / (1920 * 1080)
+HD_REFINE_FRACTION = RESOLUTIONS["hd"].refine_sample_pixels / math.prod(RESOLUTIONS["hd"].size)
 
 #: Held-out validation samples use seeds far from any training seed.
 VALIDATION_SEED = 900_000_000
-
-CHECKPOINT_FORMAT = "mattingkit-train-checkpoint-v1"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,20 +325,14 @@ class _Dist:
         return self.world_size > 1
 
 
-def _pick_device(name: str, dist_info: _Dist) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist_info.local_rank % torch.cuda.device_count())
-        if (
-            dist_info.world_size == 1
-            and getattr(torch.backends, "mps", None)
-            and torch.backends.mps.is_available()
-        ):
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
+def _training_device(name: str, dist_info: _Dist) -> torch.device:
+    """``--device auto`` is :func:`mattingkit.runtime.pick_device` (which honours
+    ``MATTINGKIT_DEVICE``); with several processes each one takes the GPU of its local rank."""
+    device = pick_device(verbose=False) if name == "auto" else torch.device(name)
+    if name == "auto" and device.type == "mps" and dist_info.enabled:
+        return torch.device("cpu")  # no process-group backend for Apple GPUs
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", dist_info.local_rank)
+        device = torch.device("cuda", dist_info.local_rank % torch.cuda.device_count())
     return device
 
 
@@ -327,12 +345,32 @@ def _setup_distributed(device_name: str) -> _Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if dist.is_initialized():  # the caller made the group
         return _Dist(rank, world_size, local_rank, owns_group=False)
-    on_cuda = device_name == "auto" and torch.cuda.is_available()
-    use_cuda = on_cuda or device_name.startswith("cuda")
+    use_cuda = _training_device(device_name, _Dist(rank, world_size, local_rank)).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return _Dist(rank, world_size, local_rank, owns_group=True)
+
+
+def per_process_batch(global_batch: int, world_size: int) -> int:
+    """Chapter 06. Each process's share of the global batch under ``DistributedDataParallel``.
+
+    Raises ``ValueError`` when the batch does not split evenly, or leaves a process fewer than 2
+    images: in training mode BatchNorm in the ASPP pooling branch cannot normalise one value.
+    """
+    if global_batch % world_size:
+        raise ValueError(
+            f"--batch-size {global_batch} must be divisible by the number of processes "
+            f"({world_size})"
+        )
+    local_batch = global_batch // world_size
+    if local_batch < 2:
+        raise ValueError(
+            f"each process needs a batch of at least 2 (BatchNorm in the ASPP pooling branch cannot "
+            f"normalise a single value); got --batch-size {global_batch} over "
+            f"{world_size} process(es)"
+        )
+    return local_batch
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,12 +442,8 @@ def _training_dataset(config: TrainConfig) -> Dataset:
     """The synthetic generator, or real foregrounds composited onto real backgrounds."""
     size = (config.size, config.size)
     if config.data == "synthetic":
-        from mattingkit.synthetic import SyntheticMattingDataset
-
         length = config.train_samples or config.steps * config.batch_size
         return SyntheticMattingDataset(length, size, seed=config.seed)
-    from mattingkit import data
-
     kind, _, path = config.data.partition(":")
     if kind == "photomatte85":
         foregrounds = data.PhotoMatteDataset(path)
@@ -450,18 +484,14 @@ def validation_samples(
     The seeds (``VALIDATION_SEED + i``) are far from every training seed. By default ``src`` is
     the exact composite over the background and ``bgr`` is that same clean plate. With
     ``perturb=True`` the pair goes through the training augmentations
-    (:func:`mattingkit.data.augment_batch`, seeded per sample): shadows, noise, a plate whose
+    (:func:`mattingkit.augment.augment_batch`, seeded per sample): shadows, noise, a plate whose
     colours and position drift, as with a real camera.
     """
-    from mattingkit.synthetic import make_sample
-
     samples = []
     for i in range(count):
         s = make_sample(VALIDATION_SEED + i, size=(size, size))
         src, bgr = s.src, s.bgr
         if perturb:
-            from mattingkit.data import augment_batch
-
             generator = torch.Generator().manual_seed(VALIDATION_SEED + i)
             src, bgr = (
                 x[0] for x in augment_batch(s.fgr[None], s.pha[None], s.bgr[None], generator)
@@ -524,74 +554,71 @@ class _ResumableBatches(torch.utils.data.Sampler):
                 step += 1
 
 
+def _loader(dataset: Dataset, batches: _ResumableBatches, config: TrainConfig) -> DataLoader:
+    """A DataLoader over ``batches`` whose workers are seeded from the config (reproducible)."""
+    return DataLoader(
+        _EpochIndexed(dataset),
+        batch_sampler=batches,
+        collate_fn=_collate,
+        num_workers=config.num_workers,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
 def _make_batch(
     batch: dict[str, torch.Tensor], config: TrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(src, bgr, true_fgr, true_pha)``: augmented (official recipe) or a plain composite."""
     fgr, pha, bgr = batch["fgr"], batch["pha"], batch["bgr"]
     if config.augment:
-        from mattingkit.data import augment_batch
-
         src, bgr = augment_batch(fgr, pha, bgr, generator=generator)
         return src, bgr, fgr, pha
     src = pha * fgr + (1 - pha) * bgr
     return src, bgr, fgr, pha
 
 
+def _recalibration_batches(
+    dataset: Dataset, config: TrainConfig, local_batch: int, dist_info: _Dist, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Augmented training batches for :func:`recalibrate_batchnorm`, seeded apart from the steps."""
+    sampler = _ResumableBatches(
+        dataset, local_batch, dist_info, config.seed + 7919, 0, config.bn_recalibration
+    )
+    loader = _loader(dataset, sampler, config)
+    generator = torch.Generator()
+    for k, batch in enumerate(loader):
+        batch_seed = _mix_seed(config.seed, -1 - k, dist_info.rank)  # apart from the steps' seeds
+        generator.manual_seed(batch_seed)
+        torch.manual_seed(batch_seed)  # the dropout of the forward pass that follows
+        batch = {name: value.to(device) for name, value in batch.items()}
+        src, bgr, _, _ = _make_batch(batch, config, generator)
+        yield src, bgr
+
+
+def calibration_batches(
+    config: TrainConfig, device: torch.device | str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Chapter 06. ``config.bn_recalibration`` augmented ``(src, bgr)`` training batches of ``config``.
+
+    For :func:`recalibrate_batchnorm` outside :func:`train`, e.g. after loading exported weights.
+    """
+    config.validate()
+    return _recalibration_batches(
+        _training_dataset(config), config, config.batch_size, _Dist(), torch.device(device)
+    )
+
+
 # ------------------------------------------------------------------------------------------------
-# Loss, evaluation
+# One step, evaluation, BatchNorm statistics
 # ------------------------------------------------------------------------------------------------
 
 
 def _loss(stage: str, output: Any, true_pha: torch.Tensor, true_fgr: torch.Tensor):
-    from mattingkit.losses import base_loss_from_output, refine_loss
-
     output = type(output)(*(t.float() for t in output))  # losses in fp32, also under autocast
     if stage == "base":
         return base_loss_from_output(output, true_pha, true_fgr, return_terms=True)
     return refine_loss(output, true_pha, true_fgr, return_terms=True)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module | Callable,
-    samples: Sequence[dict[str, torch.Tensor]],
-    metrics: Sequence[str] = ("sad", "mse", "grad"),
-    trimap: str | None = "auto",
-    device: torch.device | str | None = None,
-) -> dict[str, float]:
-    """Chapter 06. Mean alpha metrics of ``model`` on ``samples`` (dicts with ``src, bgr, pha``).
-
-    Works for ``MattingBase`` and ``MattingRefine`` (the alpha is output 0 of both) and for any
-    callable ``(src, bgr) -> (pha, ...)`` on ``(1, 3, H, W)`` batches. Metric names are functions
-    of :mod:`mattingkit.metrics` (``sad``, ``mse``, ``grad``, ``conn``). ``trimap="auto"`` scores
-    the unknown band of each true alpha like the paper (:func:`mattingkit.metrics.trimap_from_alpha`);
-    ``None`` scores the whole image. The model is put in eval mode and restored after.
-    """
-    from mattingkit import metrics as metric_functions
-
-    if trimap not in ("auto", None):
-        raise ValueError(f"trimap must be 'auto' or None, got {trimap!r}")
-    functions = {name: getattr(metric_functions, name) for name in metrics}
-    was_training = isinstance(model, nn.Module) and model.training
-    if isinstance(model, nn.Module):
-        model.eval()
-        if device is None:
-            device = next(model.parameters()).device
-    device = torch.device(device or "cpu")
-    totals = dict.fromkeys(metrics, 0.0)
-    try:
-        for sample in samples:
-            src = sample["src"][None].to(device)
-            bgr = sample["bgr"][None].to(device)
-            pha = model(src, bgr)[0].float().cpu()[0]
-            region = metric_functions.trimap_from_alpha(sample["pha"]) if trimap == "auto" else None
-            for name, fn in functions.items():
-                totals[name] += float(fn(pha, sample["pha"], region))
-    finally:
-        if was_training:
-            model.train()
-    return {name: total / max(1, len(samples)) for name, total in totals.items()}
 
 
 def training_step(
@@ -634,6 +661,46 @@ def training_step(
 
 
 @torch.no_grad()
+def evaluate(
+    model: nn.Module | Callable,
+    samples: Sequence[dict[str, torch.Tensor]],
+    metrics: Sequence[str] = ("sad", "mse", "grad"),
+    trimap: str | None = "auto",
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Chapter 06. Mean alpha metrics of ``model`` on ``samples`` (dicts with ``src, bgr, pha``).
+
+    Works for ``MattingBase`` and ``MattingRefine`` (the alpha is output 0 of both) and for any
+    callable ``(src, bgr) -> (pha, ...)`` on ``(1, 3, H, W)`` batches. Metric names are functions
+    of :mod:`mattingkit.metrics` (``sad``, ``mse``, ``grad``, ``conn``). ``trimap="auto"`` scores
+    the unknown band of each true alpha like the paper (:func:`mattingkit.metrics.trimap_from_alpha`);
+    ``None`` scores the whole image. The model is put in eval mode and restored after.
+    """
+    if trimap not in ("auto", None):
+        raise ValueError(f"trimap must be 'auto' or None, got {trimap!r}")
+    functions = {name: getattr(metric_functions, name) for name in metrics}
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
+        if device is None:
+            device = next(model.parameters()).device
+    device = torch.device(device or "cpu")
+    totals = dict.fromkeys(metrics, 0.0)
+    try:
+        for sample in samples:
+            src = sample["src"][None].to(device)
+            bgr = sample["bgr"][None].to(device)
+            pha = model(src, bgr)[0].float().cpu()[0]
+            region = metric_functions.trimap_from_alpha(sample["pha"]) if trimap == "auto" else None
+            for name, fn in functions.items():
+                totals[name] += float(fn(pha, sample["pha"], region))
+    finally:
+        if was_training:
+            model.train()
+    return {name: total / max(1, len(samples)) for name, total in totals.items()}
+
+
+@torch.no_grad()
 def recalibrate_batchnorm(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False
 ) -> int:
@@ -669,268 +736,57 @@ def recalibrate_batchnorm(
     return count
 
 
-def _loader(dataset: Dataset, batches: _ResumableBatches, config: TrainConfig) -> DataLoader:
-    """A DataLoader over ``batches`` whose workers are seeded from the config (reproducible)."""
-    return DataLoader(
-        _EpochIndexed(dataset),
-        batch_sampler=batches,
-        collate_fn=_collate,
-        num_workers=config.num_workers,
-        worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-
-
-def _recalibration_batches(
-    dataset: Dataset, config: TrainConfig, local_batch: int, dist_info: _Dist, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Augmented training batches for :func:`recalibrate_batchnorm`, seeded apart from the steps."""
-    sampler = _ResumableBatches(
-        dataset, local_batch, dist_info, config.seed + 7919, 0, config.bn_recalibration
-    )
-    loader = _loader(dataset, sampler, config)
-    generator = torch.Generator()
-    for k, batch in enumerate(loader):
-        batch_seed = _mix_seed(config.seed, -1 - k, dist_info.rank)  # apart from the steps' seeds
-        generator.manual_seed(batch_seed)
-        torch.manual_seed(batch_seed)  # the dropout of the forward pass that follows
-        batch = {name: value.to(device) for name, value in batch.items()}
-        src, bgr, _, _ = _make_batch(batch, config, generator)
-        yield src, bgr
-
-
-def calibration_batches(
-    config: TrainConfig, device: torch.device | str = "cpu"
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Chapter 06. ``config.bn_recalibration`` augmented ``(src, bgr)`` training batches of ``config``.
-
-    For :func:`recalibrate_batchnorm` outside :func:`train`, e.g. after loading exported weights.
-    """
-    config.validate()
-    return _recalibration_batches(
-        _training_dataset(config), config, config.batch_size, _Dist(), torch.device(device)
-    )
-
-
 # ------------------------------------------------------------------------------------------------
-# Checkpoints
+# The run: start or resume, the loop, finish
 # ------------------------------------------------------------------------------------------------
 
 
-def _checkpoint_dir(out: str | Path) -> Path:
-    return Path(out) / "checkpoints"
+@dataclass
+class _Run:
+    """Everything one training run holds, so the three phases below can hand it on."""
 
+    config: TrainConfig
+    dist_info: _Dist
+    device: torch.device
+    use_amp: bool
+    local_batch: int
+    model: nn.Module  # the network itself (checkpoints, evaluation)
+    net: nn.Module  # what the loop calls: the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    dataset: Dataset
+    start_step: int
+    resume_from: Path | None
+    notes: list[str]
+    callbacks: Sequence[Callable[[dict[str, Any]], None]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    val_set: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    progress: Any = None
 
-def _rng_states() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+    @property
+    def is_main(self) -> bool:
+        return self.dist_info.rank == 0
 
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
 
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    n = states["numpy"]
-    np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
-    )
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if (
-        "cuda" in states
-        and torch.cuda.is_available()
-        and len(states["cuda"]) == torch.cuda.device_count()
-    ):
-        torch.cuda.set_rng_state_all(states["cuda"])
+    def emit(self, **event: Any) -> None:
+        """Call the callbacks (rank 0 only) with ``{"step", "steps", "stage", ...}``."""
+        if self.is_main:
+            event = {"steps": self.config.steps, "stage": self.config.stage, **event}
+            for callback in self.callbacks:
+                callback(event)
 
-
-def latest_checkpoint(out: str | Path) -> Path | None:
-    """Chapter 06. The newest ``step-*.pth`` in ``out/checkpoints`` (``None`` if there is none)."""
-    files = sorted(_checkpoint_dir(out).glob("step-*.pth"))
-    return files[-1] if files else None
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Chapter 06. Read a training checkpoint safely (``weights_only=True``); clear error if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - report which file, not a pickle traceback
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error})"
-        ) from error
-    return checkpoint
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_write(path) as f:
-        torch.save(state, f)
-
-
-def _prune_checkpoints(out: str | Path, keep: int) -> None:
-    files = sorted(_checkpoint_dir(out).glob("step-*.pth"))
-    for old in files[:-keep]:
-        old.unlink(missing_ok=True)
-
-
-def _remove_stale_temp_files(out: str | Path) -> None:
-    """A process killed *during* a save leaves its temporary file (never the checkpoint): delete it."""
-    for stale in _checkpoint_dir(out).glob(".step-*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def _state_dict_of(source: Any) -> dict[str, torch.Tensor]:
-    if isinstance(source, dict) and source.get("format") == CHECKPOINT_FORMAT:
-        return source["model"]
-    if isinstance(source, dict):
-        return source
-    raise ValueError(f"expected a checkpoint or a state_dict, got {type(source).__name__}")
-
-
-def _describe(model: nn.Module) -> str:
-    backbone = type(getattr(model, "backbone", None)).__name__
-    return f"{type(model).__name__} ({backbone})"
-
-
-def _load_initial_weights(model: nn.Module, path: str | Path) -> str:
-    """Load ``path`` into ``model``; base weights into a refine model leave only ``refiner.*`` new."""
-    state = _state_dict_of(load_checkpoint(path))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if wrong:
-        raise ValueError(
-            f"--init {path} does not fit a {_describe(model)}: {len(wrong)} tensors have other "
-            f"shapes, e.g. {wrong[0]} {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)} "
-            f"(weights of another --backbone?)"
-        )
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("refiner.")]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"--init {path} does not fit a {type(model).__name__}: missing {missing[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]} (wrong --backbone?)"
-        )
-    loaded = len(state) - len(result.unexpected_keys)
-    fresh = len(result.missing_keys)
-    return f"initialised {loaded} tensors from {path}" + (
-        f"; {fresh} refiner tensors start fresh" if fresh else ""
-    )
-
-
-def export_weights(
-    source: nn.Module | str | Path, path: str | Path, half: bool = True, overwrite: bool = False
-) -> Path:
-    """Chapter 06. Write a model's weights as a plain (fp16 by default) ``state_dict``, atomically.
-
-    ``source`` is a model or a training checkpoint path. fp16 halves the file (MobileNetV2:
-    about 10 MB instead of 20 MB) and loses nothing visible: load it into a fp32 model with
-    ``model.load_state_dict({k: v.float() ...})`` or let ``mattingkit.pretrained`` do it.
-    """
-    if isinstance(source, nn.Module):
-        state = source.state_dict()
-    else:
-        state = _state_dict_of(load_checkpoint(source))
-    state = {
-        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
-        for k, v in state.items()
-    }
-    with atomic_write(path, overwrite=overwrite) as f:
-        torch.save(state, f)
-    return Path(path)
-
-
-def _param_checksum(model: nn.Module) -> str:
-    """SHA-256 of every parameter (not the BatchNorm running statistics, which each DDP process
-    keeps for itself after the last forward pass)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.named_parameters():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------
-# Live plot
-# ------------------------------------------------------------------------------------------------
-
-
-class LiveLossPlot:
-    """Chapter 06. A training callback that redraws the loss curve (and validation SAD) in a notebook.
-
-    Pass it to :func:`train` as ``callbacks=[LiveLossPlot()]``. Outside IPython it only records.
-    ``plot.figure()`` returns the final figure (e.g. to save it).
-    """
-
-    def __init__(self, every: int = 1, title: str = "") -> None:
-        self.every = every
-        self.title = title
-        self.steps: list[int] = []
-        self.losses: list[float] = []
-        self.val_steps: list[int] = []
-        self.val_sad: list[float] = []
-        self._calls = 0
-        self._handle = None
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("loss") is not None:
-            self.steps.append(event["step"])
-            self.losses.append(event["loss"])
-        if event.get("val"):
-            self.val_steps.append(event["step"])
-            self.val_sad.append(event["val"].get("sad", float("nan")))
-        self._calls += 1
-        if self._calls % self.every == 0 or event.get("final"):
-            self._show()
-
-    def figure(self):
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(
-            1, 2 if self.val_steps else 1, figsize=(9 if self.val_steps else 5, 3.2), squeeze=False
-        )
-        ax = ax[0]
-        ax[0].plot(self.steps, self.losses, color="tab:blue")
-        ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title=self.title or "loss")
-        if self.val_steps:
-            ax[1].plot(self.val_steps, self.val_sad, "o-", color="tab:orange")
-            ax[1].set(xlabel="step", ylabel="SAD (held-out)", title="validation")
-        fig.tight_layout()
-        return fig
-
-    def _show(self) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
+    def say(self, message: str) -> None:
+        if not self.is_main:
             return
-        if get_ipython() is None or not self.steps:
-            return
-        import matplotlib.pyplot as plt
-
-        fig = self.figure()
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
+        if self.progress is not None:
+            self.progress.write(message)
         else:
-            self._handle.update(fig)
-        plt.close(fig)
-
-
-# ------------------------------------------------------------------------------------------------
-# The training loop
-# ------------------------------------------------------------------------------------------------
+            print(message, flush=True)
 
 
 def train(
@@ -945,41 +801,34 @@ def train(
     config.validate()
     dist_info = _setup_distributed(config.device)
     try:
-        return _train(config, callbacks, dist_info)
+        run = _start_or_resume(config, dist_info, callbacks)
+        step, last_checkpoint, seconds = _run_steps(run)
+        return _finish(run, step, last_checkpoint, seconds)
     finally:
         if dist_info.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist) -> TrainResult:
-    is_main = dist_info.rank == 0
-    if config.batch_size % dist_info.world_size:
-        raise ValueError(
-            f"--batch-size {config.batch_size} must be divisible by the number of processes "
-            f"({dist_info.world_size})"
-        )
-    local_batch = config.batch_size // dist_info.world_size
-    if local_batch < 2:
-        raise ValueError(
-            f"each process needs a batch of at least 2 (BatchNorm in the ASPP pooling branch cannot "
-            f"normalise a single value); got --batch-size {config.batch_size} over "
-            f"{dist_info.world_size} process(es)"
-        )
+def _start_or_resume(config: TrainConfig, dist_info: _Dist, callbacks: Sequence[Callable]) -> _Run:
+    """Build model, optimizer and data; restore them from the newest checkpoint on ``resume``.
+
+    Never overwrites checkpoints the user already has: without ``resume`` an ``out`` folder
+    that holds some is refused.
+    """
+    local_batch = per_process_batch(config.batch_size, dist_info.world_size)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = _pick_device(config.device, dist_info)
-    use_amp = bool(config.amp and device.type == "cuda")
+    device = _training_device(config.device, dist_info)
     out = Path(config.out)
-
-    # Resume or start: never overwrite checkpoints the user already has.
-    if is_main:
-        _remove_stale_temp_files(out)
-    resume_from = latest_checkpoint(out) if config.resume else None
-    if not config.resume and latest_checkpoint(out) is not None:
+    if dist_info.rank == 0:
+        remove_stale_temp_files(out)
+    existing = latest_checkpoint(out)
+    if existing is not None and not config.resume:
         raise FileExistsError(
-            f"{out} already holds checkpoints ({latest_checkpoint(out).name}); pass --resume to "
+            f"{out} already holds checkpoints ({existing.name}); pass --resume to "
             f"continue that run or choose another --out"
         )
+    resume_from = existing if config.resume else None
     _seed_everything(_mix_seed(config.seed, dist_info.rank))
 
     model = build_model(config).to(device)
@@ -997,121 +846,87 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
         model.load_state_dict(checkpoint["model"])
         notes.append(f"resuming from {resume_from} (step {checkpoint['step']})")
     elif config.init is not None:
-        notes.append(_load_initial_weights(model, config.init))
+        notes.append(load_initial_weights(model, config.init))
     elif config.resume:
-        notes.append(f"--resume: no checkpoint in {_checkpoint_dir(out)}, starting from scratch")
+        notes.append(f"--resume: no checkpoint in {checkpoint_dir(out)}, starting from scratch")
 
     if dist_info.enabled and config.stage == "refine" and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as train_refine.py
+    use_amp = bool(config.amp and device.type == "cuda")
     optimizer = _build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    start_step = 0
-    history: list[dict[str, Any]] = []
-    validation: list[dict[str, Any]] = []
+    run = _Run(
+        config=config,
+        dist_info=dist_info,
+        device=device,
+        use_amp=use_amp,
+        local_batch=local_batch,
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config)),
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        dataset=_training_dataset(config),
+        start_step=0,
+        resume_from=resume_from,
+        notes=notes,
+        callbacks=callbacks,
+    )
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        run.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        start_step = int(checkpoint["step"])
-        history = list(checkpoint.get("history", []))
-        validation = list(checkpoint.get("validation", []))
-        _restore_rng_states(checkpoint["rng"])
+            run.scaler.load_state_dict(checkpoint["scaler"])
+        run.start_step = int(checkpoint["step"])
+        run.history = list(checkpoint.get("history", []))
+        run.validation = list(checkpoint.get("validation", []))
+        restore_rng_states(checkpoint["rng"])
 
-    net: nn.Module = model
     if dist_info.enabled:
-        net = nn.parallel.DistributedDataParallel(
+        run.net = nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=config.stage == "refine",  # no patch picked -> refiner unused
         )
+    if run.is_main:
+        run.val_set = validation_samples(config.val_samples, config.size)
+    return run
 
-    dataset = _training_dataset(config)
+
+def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
+    """The loop: batch, augment, step; log, validate and checkpoint on schedule.
+
+    Returns the last step, the last checkpoint written and the seconds spent.
+    """
+    config, dist_info = run.config, run.dist_info
     batches = _ResumableBatches(
-        dataset, local_batch, dist_info, config.seed, start_step, config.steps
+        run.dataset, run.local_batch, dist_info, config.seed, run.start_step, config.steps
     )
-    loader = _loader(dataset, batches, config)
-    val_set = validation_samples(config.val_samples, config.size) if is_main else []
-
-    def emit(event: dict[str, Any]) -> None:
-        if is_main:
-            for callback in callbacks:
-                callback(event)
-
-    progress = None
-    if is_main and config.progress:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(
-            total=config.steps, initial=start_step, desc=f"{config.stage} ({device.type})"
+    loader = _loader(run.dataset, batches, config)
+    if run.is_main and config.progress:
+        run.progress = tqdm(
+            total=config.steps, initial=run.start_step, desc=f"{config.stage} ({run.device.type})"
         )
-    for note in notes:
-        _say(note, progress, is_main)
+    for note in run.notes:
+        run.say(note)
 
-    def validate(step: int, final: bool = False) -> dict[str, Any] | None:
-        """Score the held-out set on rank 0 (every rank calls it: SyncBatchNorm needs them all)."""
-        scored = model
-        if config.bn_recalibration and not final:
-            # Score a copy with fresh BatchNorm statistics; the training state stays untouched.
-            scored = copy.deepcopy(model)
-            recalibrate_batchnorm(
-                scored,
-                _recalibration_batches(dataset, config, local_batch, dist_info, device),
-                use_amp,
-            )
-        if not is_main:
-            return None
-        metrics = evaluate(scored, val_set, device=device)
-        record = {"step": step, **metrics}
-        validation.append(record)
-        emit(
-            {
-                "step": step,
-                "steps": config.steps,
-                "stage": config.stage,
-                "loss": None,
-                "val": metrics,
-            }
-        )
-        return record
-
-    def save(step: int) -> Path:
-        path = _checkpoint_dir(out) / f"step-{step:07d}.pth"
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "config": config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": _rng_states(),
-            "history": history,
-            "validation": validation,
-        }
-        _save_checkpoint(path, state)
-        _prune_checkpoints(out, config.keep_checkpoints)
-        return path
-
-    net.train()
+    run.net.train()
     aug_generator = torch.Generator()
     started = time.perf_counter()
-    last_checkpoint = resume_from
-    step = start_step
+    last_checkpoint = run.resume_from
+    step = run.start_step
     window: list[float] = []
     for batch in loader:
         # Every random choice of this step comes from (seed, step, rank): resume is exact.
         step_seed = _mix_seed(config.seed, step, dist_info.rank)
         aug_generator.manual_seed(step_seed)
         torch.manual_seed(step_seed)  # dropout in the ASPP
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
         src, bgr, true_fgr, true_pha = _make_batch(batch, config, aug_generator)
         loss, terms = training_step(
-            net, optimizer, scaler, src, bgr, true_pha, true_fgr,
-            stage=config.stage, amp=use_amp, clip_grad_norm=config.clip_grad_norm,
+            run.net, run.optimizer, run.scaler, src, bgr, true_pha, true_fgr,
+            stage=config.stage, amp=run.use_amp, clip_grad_norm=config.clip_grad_norm,
         )  # fmt: skip
-        scheduler.step()
+        run.scheduler.step()
         step += 1
         window.append(loss.item())
 
@@ -1119,81 +934,105 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable], dist_info: _Dist)
             record = {
                 "step": step,
                 "loss": sum(window) / len(window),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": run.optimizer.param_groups[0]["lr"],
                 "time": time.perf_counter() - started,
                 **{name: float(v) for name, v in terms.items()},
             }
             window.clear()
-            history.append(record)
-            emit({"step": step, "steps": config.steps, "stage": config.stage, "loss": record["loss"],
-                  "terms": terms, "lr": record["lr"], "val": None})  # fmt: skip
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}")
+            run.history.append(record)
+            run.emit(step=step, loss=record["loss"], terms=terms, lr=record["lr"], val=None)
+        if run.progress is not None:
+            run.progress.update(1)
+            run.progress.set_postfix(loss=f"{loss.item():.4f}")
         if config.val_every and step % config.val_every == 0 and step < config.steps:
-            record = validate(step)
+            record = _validate(run, step)
             if record is not None:
-                _say(
+                run.say(
                     f"step {step}: "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step"),
-                    progress,
-                    is_main,
+                    + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step")
                 )
         if (
-            is_main
+            run.is_main
             and config.checkpoint_every
             and step % config.checkpoint_every == 0
             and step < config.steps
         ):
-            last_checkpoint = save(step)
+            last_checkpoint = _save(run, step)
 
-    if config.bn_recalibration and step > start_step:
+    if config.bn_recalibration and step > run.start_step:
         # Short runs from scratch: the running averages lag behind weights that moved fast,
         # and eval mode would use stale statistics. Re-measure them for the final weights.
-        recalibrate_batchnorm(
-            model, _recalibration_batches(dataset, config, local_batch, dist_info, device), use_amp
-        )
-    seconds = time.perf_counter() - started
+        recalibrate_batchnorm(run.model, _recalibration_batches_of(run), run.use_amp)
+    return step, last_checkpoint, time.perf_counter() - started
+
+
+def _finish(run: _Run, step: int, last_checkpoint: Path | None, seconds: float) -> TrainResult:
+    """Validate the final weights, write the last checkpoint, ``model.pth`` and ``history.json``."""
+    config, out = run.config, run.out
     weights = None
-    if is_main:
-        if step > start_step or not validation or validation[-1]["step"] != step:
-            validate(step, final=True)  # the model itself, recalibrated above
-        last_checkpoint = save(step)
+    if run.is_main:
+        if step > run.start_step or not run.validation or run.validation[-1]["step"] != step:
+            _validate(run, step, final=True)  # the model itself, recalibrated above
+        last_checkpoint = _save(run, step)
         weights = out / "model.pth"
         with atomic_write(weights) as f:
-            torch.save(model.state_dict(), f)
+            torch.save(run.model.state_dict(), f)
         with atomic_write(out / "history.json", "w") as f:
-            json.dump({"config": config.to_dict(), "history": history, "validation": validation,
-                       "seconds": seconds, "steps_run": step - start_step}, f, indent=1)  # fmt: skip
-        emit(
-            {
-                "step": step,
-                "steps": config.steps,
-                "stage": config.stage,
-                "loss": None,
-                "val": None,
-                "final": True,
-            }
-        )
-    if progress is not None:
-        progress.close()
+            json.dump({"config": config.to_dict(), "history": run.history,
+                       "validation": run.validation, "seconds": seconds,
+                       "steps_run": step - run.start_step}, f, indent=1)  # fmt: skip
+        run.emit(step=step, loss=None, val=None, final=True)
+    if run.progress is not None:
+        run.progress.close()
     if config.param_checksum:
-        (out / f"params-rank{dist_info.rank}.sha256").parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / f"params-rank{dist_info.rank}.sha256", "w") as f:
-            f.write(_param_checksum(model) + "\n")
-    if dist_info.enabled:
+        checksum_file = out / f"params-rank{run.dist_info.rank}.sha256"
+        checksum_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(checksum_file, "w") as f:
+            f.write(param_checksum(run.model) + "\n")
+    if run.dist_info.enabled:
         dist.barrier()
-    model.eval()
-    return TrainResult(model, config, step, seconds, history, validation, last_checkpoint, weights)
+    run.model.eval()
+    return TrainResult(
+        run.model, config, step, seconds, run.history, run.validation, last_checkpoint, weights
+    )
 
 
-def _say(message: str, progress: Any, is_main: bool) -> None:
-    if not is_main:
-        return
-    if progress is not None:
-        progress.write(message)
-    else:
-        print(message, flush=True)
+def _recalibration_batches_of(run: _Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    return _recalibration_batches(
+        run.dataset, run.config, run.local_batch, run.dist_info, run.device
+    )
+
+
+def _validate(run: _Run, step: int, final: bool = False) -> dict[str, Any] | None:
+    """Score the held-out set on rank 0 (every rank calls it: SyncBatchNorm needs them all)."""
+    scored = run.model
+    if run.config.bn_recalibration and not final:
+        # Score a copy with fresh BatchNorm statistics; the training state stays untouched.
+        scored = copy.deepcopy(run.model)
+        recalibrate_batchnorm(scored, _recalibration_batches_of(run), run.use_amp)
+    if not run.is_main:
+        return None
+    scores = evaluate(scored, run.val_set, device=run.device)
+    record = {"step": step, **scores}
+    run.validation.append(record)
+    run.emit(step=step, loss=None, val=scores)
+    return record
+
+
+def _save(run: _Run, step: int) -> Path:
+    """Checkpoint everything a resumed run needs (rank 0 only)."""
+    state = {
+        "step": step,
+        "config": run.config.to_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rng_states(),
+        "history": run.history,
+        "validation": run.validation,
+    }
+    return save_checkpoint(run.out, state, keep=run.config.keep_checkpoints)
 
 
 # ------------------------------------------------------------------------------------------------

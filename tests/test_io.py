@@ -165,3 +165,19 @@ def test_real_pair_reads():
     bgr = read_image(REAL_PAIR / "test_bg.jpg")
     assert src.shape == bgr.shape and src.shape[0] == 3
     assert 0.0 <= float(src.min()) and float(src.max()) <= 1.0
+
+
+def test_resize_to_cover_keeps_aspect_and_centres_the_crop():
+    from mattingkit.io import resize_to_cover
+
+    # A wide image onto a square: the height fits, the sides are cropped evenly.
+    image = torch.zeros(3, 10, 30)
+    image[:, :, 10:20] = 1.0  # the middle third
+    out = resize_to_cover(image, 20, 20)
+    assert out.shape == (3, 20, 20)
+    assert torch.all(out[:, :, 2:-2] > 0.9)  # the middle third now spans the frame
+    assert torch.equal(resize_to_cover(image, 10, 30), image)  # already the size: unchanged
+    batch = torch.rand(2, 4, 1, 37, 211)  # any leading dimensions, any channel count
+    assert resize_to_cover(batch, 60, 80).shape == (2, 4, 1, 60, 80)
+    with pytest.raises(ValueError, match="positive"):
+        resize_to_cover(image, 0, 5)

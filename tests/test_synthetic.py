@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import synthetic
+from mattingkit import _drawing, synthetic
 from mattingkit.io import read_image
 from mattingkit.synthetic import (
     MattingSample,
@@ -245,7 +245,7 @@ def test_asset_writer_keeps_different_files_unless_overwrite(tmp_path):
 
 
 def test_works_without_any_photo_source(monkeypatch):
-    monkeypatch.setattr(synthetic, "_photos", lambda: {"bg": {}, "tex": {}})
+    monkeypatch.setattr(_drawing, "_photos", lambda: {"bg": {}, "tex": {}})
     for seed in range(8):
         s = make_sample(seed, (48, 64))
         assert torch.equal(s.src, s.pha * s.fgr + (1 - s.pha) * s.bgr)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mattingkit import checkpoint as C
 from mattingkit import train as T
 from mattingkit.model import MattingBase, MattingRefine
 from mattingkit.synthetic import SyntheticMattingDataset
@@ -152,6 +153,39 @@ def test_recalibrate_batchnorm_measures_the_current_weights():
     assert int(first_bn.num_batches_tracked) == 2
 
 
+def test_per_process_batch_splits_or_says_why_not():
+    assert T.per_process_batch(8, 1) == 8 and T.per_process_batch(12, 4) == 3
+    with pytest.raises(ValueError, match="divisible by the number of processes"):
+        T.per_process_batch(8, 3)
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        T.per_process_batch(4, 4)
+
+
+def test_auto_device_follows_pick_device_and_mattingkit_device(monkeypatch):
+    """``--device auto`` is runtime.pick_device: MATTINGKIT_DEVICE wins, even over a GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a test GPU")
+    monkeypatch.delenv("MATTINGKIT_DEVICE", raising=False)
+    assert T._training_device("auto", T._Dist(1, 2, 1)) == torch.device("cuda", 1)
+    assert T._training_device("cuda", T._Dist(0, 2, 3)) == torch.device("cuda", 1)
+    monkeypatch.setenv("MATTINGKIT_DEVICE", "cpu")
+    assert T._training_device("auto", T._Dist()) == torch.device("cpu")
+    assert T._training_device("cuda:0", T._Dist()) == torch.device("cuda", 0)  # explicit wins
+
+
+def test_live_loss_plot_records_and_draws():
+    plot = T.LiveLossPlot(title="base")  # re-exported from mattingkit.plotting
+    for step in (1, 2, 3):
+        plot({"step": step, "loss": 1.0 / step, "val": None})
+    plot({"step": 3, "loss": None, "val": {"sad": 2.5}})
+    assert plot.steps == [1, 2, 3] and plot.losses == [1.0, 0.5, 1.0 / 3]
+    assert plot.val_steps == [3] and plot.val_sad == [2.5]
+    figure = plot.figure()
+    assert len(figure.axes) == 2 and figure.axes[0].get_title() == "base"
+    assert list(figure.axes[0].lines[0].get_ydata()) == plot.losses
+
+
 # ------------------------------------------------------------------------------------------------
 # Data order and init
 # ------------------------------------------------------------------------------------------------
@@ -172,13 +206,13 @@ def test_refine_init_loads_the_base_weights(tmp_path):
     base = MattingBase("mobilenetv2")
     torch.save(base.state_dict(), tmp_path / "base.pth")
     refine = MattingRefine("mobilenetv2")
-    note = T._load_initial_weights(refine, tmp_path / "base.pth")
+    note = C.load_initial_weights(refine, tmp_path / "base.pth")
     assert "refiner" in note
     torch.testing.assert_close(refine.backbone.state_dict(), base.backbone.state_dict())
     torch.testing.assert_close(refine.decoder.state_dict(), base.decoder.state_dict())
     torch.save(MattingBase("resnet50").state_dict(), tmp_path / "r50.pth")
     with pytest.raises(ValueError, match="does not fit"):
-        T._load_initial_weights(MattingRefine("mobilenetv2"), tmp_path / "r50.pth")
+        C.load_initial_weights(MattingRefine("mobilenetv2"), tmp_path / "r50.pth")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -366,7 +400,7 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
     checkpoint = T.load_checkpoint(out / "checkpoints" / "step-0000003.pth")
     model = MattingBase("mobilenetv2")
     model.load_state_dict(checkpoint["model"])
-    assert T._param_checksum(model) == sums[0]
+    assert C.param_checksum(model) == sums[0]
     assert stdout.count("done:") == 1  # only rank 0 reports
     history = json.loads((out / "history.json").read_text())
     assert [v["step"] for v in history["validation"]] == [2, 3]

@@ -1,0 +1,120 @@
+"""Chapters 03-04. The paper's numbers, written once.
+
+Lin, Ryabtsev et al., *Real-Time High-Resolution Background Matting* (CVPR 2021). The weights
+registry (:mod:`mattingkit.pretrained`), the cost and speed module (:mod:`mattingkit.profile`),
+the benchmarks, the inference presets and the notebooks all read these tables, so "paper says /
+we measured" always compares against the same figure.
+
+* :data:`RESOLUTIONS`: the two settings the paper recommends and measures (HD and 4K): frame
+  size, ``backbone_scale`` and ``refine_sample_pixels``.
+* :data:`TABLE3`: speed (fps on an RTX 2080 Ti, FP32, batch 1) and cost (GMac) per backbone
+  and resolution.
+* :data:`TABLE4`: parameters and model size (MB, fp32) per backbone.
+* :data:`TABLE6`: alpha and foreground errors on the Distinctions-646 test set.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import NamedTuple
+
+from mattingkit.backbones import BACKBONES
+
+__all__ = [
+    "BACKBONES",
+    "RESOLUTIONS",
+    "TABLE3",
+    "TABLE4",
+    "TABLE6",
+    "Resolution",
+    "Speed",
+    "Size",
+    "Quality",
+    "resolution_for",
+]
+
+
+class Resolution(NamedTuple):
+    """One column of Table 3: the frame size and the refine settings the paper uses for it."""
+
+    size: tuple[int, int]  # (H, W)
+    backbone_scale: float  # the base network sees the frame scaled by this
+    refine_sample_pixels: int  # pixels the refiner re-predicts (in 4x4 patches)
+
+    def settings(self) -> dict[str, float]:
+        """The ``MattingRefine`` keyword arguments of this resolution."""
+        return {
+            "backbone_scale": self.backbone_scale,
+            "refine_sample_pixels": self.refine_sample_pixels,
+        }
+
+
+#: The paper's HD and 4K settings (section 4.3 and the official inference scripts).
+RESOLUTIONS: MappingProxyType[str, Resolution] = MappingProxyType(
+    {
+        "hd": Resolution((1080, 1920), 1 / 4, 80_000),
+        "4k": Resolution((2160, 3840), 1 / 8, 320_000),
+    }
+)
+
+
+def resolution_for(height: int, width: int) -> str:
+    """``"hd"`` up to 2048 x 2048, ``"4k"`` above: the rule of the official Colab."""
+    return "hd" if height <= 2048 and width <= 2048 else "4k"
+
+
+class Speed(NamedTuple):
+    """A cell of Table 3."""
+
+    fps: float  # frames per second on an RTX 2080 Ti, FP32, batch 1
+    gmacs: float  # multiply-accumulates of one frame, in billions
+
+
+#: Table 3: (backbone, resolution) -> speed and cost, sampling mode.
+TABLE3: MappingProxyType[tuple[str, str], Speed] = MappingProxyType(
+    {
+        ("resnet50", "hd"): Speed(60.0, 34.3),
+        ("resnet101", "hd"): Speed(42.5, 44.0),
+        ("mobilenetv2", "hd"): Speed(100.6, 9.9),
+        ("resnet50", "4k"): Speed(33.2, 41.5),
+        ("resnet101", "4k"): Speed(29.8, 51.2),
+        ("mobilenetv2", "4k"): Speed(45.4, 17.0),
+    }
+)
+
+
+class Size(NamedTuple):
+    """A row of Table 4."""
+
+    num_params: int  # equal to the parameter count of MattingRefine(backbone)
+    size_mb: float  # the fp32 model file
+
+
+#: Table 4: backbone -> parameters and size.
+TABLE4: MappingProxyType[str, Size] = MappingProxyType(
+    {
+        "resnet50": Size(40_247_703, 153.53),
+        "resnet101": Size(59_239_831, 225.98),
+        "mobilenetv2": Size(5_006_839, 19.10),
+    }
+)
+
+
+class Quality(NamedTuple):
+    """A row of Table 6 (Distinctions-646 test set; MSE values x 1e3)."""
+
+    sad: float
+    mse: float
+    grad: float
+    conn: float
+    fgr_mse: float
+
+
+#: Table 6: backbone -> matting errors of the released model.
+TABLE6: MappingProxyType[str, Quality] = MappingProxyType(
+    {
+        "resnet50": Quality(9.19, 7.08, 6345, 7216, 6.10),
+        "resnet101": Quality(9.30, 6.82, 6191, 7128, 7.68),
+        "mobilenetv2": Quality(10.53, 9.62, 7904, 8808, 8.19),
+    }
+)

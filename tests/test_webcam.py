@@ -1,0 +1,365 @@
+"""Chapter 08's kernel side: mailbox, frame handler, widget messages, cv2 fallback, y4m.
+
+Everything runs with the real shipped model (``Matter()``) on small generated frames;
+the browser half is exercised by ``tests/test_webcam_browser.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import traitlets
+
+from mattingkit.inference import Matter
+from mattingkit.synthetic import make_clip
+from mattingkit.webcam import (
+    NO_PLATE_MESSAGE,
+    PLATE_MESSAGE,
+    ClipCamera,
+    Frame,
+    FrameHandler,
+    LatestFrameMailbox,
+    WebcamMatting,
+    write_y4m,
+)
+
+SIZE = (240, 320)  # the shipped model needs about this much to find a person
+
+
+@pytest.fixture(scope="module")
+def matter():
+    torch.set_num_threads(1)
+    return Matter(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(8, SIZE, 6, subject="person")
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    return cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+class Recorder:
+    """Stands in for the browser: keeps what the widget sends."""
+
+    def __init__(self, widget: WebcamMatting) -> None:
+        self.messages: list[tuple[dict, list]] = []
+        self.lock = threading.Lock()
+        widget.send = self.send  # type: ignore[method-assign]
+
+    def send(self, content, buffers=None):
+        with self.lock:
+            self.messages.append((content, buffers or []))
+
+    def of_type(self, kind: str) -> list[dict]:
+        with self.lock:
+            return [m for m, _ in self.messages if m.get("type") == kind]
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out; got {self.messages}"
+            time.sleep(0.01)
+
+
+# --- the one-slot mailbox ---------------------------------------------------------------------
+
+
+def test_mailbox_keeps_only_the_latest_frame():
+    box = LatestFrameMailbox()
+    first, second, third = (Frame(b"", i) for i in range(3))
+    assert box.put(first) is None
+    assert box.put(second) is first
+    assert box.put(third) is second
+    assert box.dropped == 2
+    assert box.get(timeout=0) is third
+    assert box.get(timeout=0.01) is None  # empty: never an old frame again
+
+
+def test_mailbox_close_wakes_a_waiting_reader():
+    box = LatestFrameMailbox()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(box.get()))
+    reader.start()
+    time.sleep(0.05)
+    box.close()
+    reader.join(timeout=2)
+    assert not reader.is_alive() and got == [None]
+
+
+# --- the frame handler ------------------------------------------------------------------------
+
+
+def test_handler_says_it_needs_a_plate_then_captures_it_then_mattes(matter, clip):
+    handler = FrameHandler(matter, jpeg_quality=90)
+    plate, frame = _uint8(clip.bgr), _uint8(clip.src[3])
+
+    preview = handler.handle(Frame(_jpeg(frame), 1))
+    assert (preview.kind, preview.message) == ("preview", NO_PLATE_MESSAGE)
+    assert _decode(preview.jpeg).shape == (*SIZE, 3)
+
+    handler.request_plate()
+    captured = handler.handle(Frame(plate, 2))  # a kernel camera hands over arrays
+    assert (captured.kind, captured.message) == ("plate", PLATE_MESSAGE)
+    assert np.array_equal(handler.plate, plate)
+
+    reply = handler.handle(Frame(_jpeg(frame), 3))
+    assert reply.kind == "matte" and reply.index == 3 and reply.message == ""
+    assert reply.pha.shape == SIZE and reply.pha.dtype == np.float32
+    error = np.abs(reply.pha - clip.pha[3, 0].numpy()).mean()
+    assert error < 0.08, f"alpha error {error:.3f} on an in-distribution frame"
+    assert {"queue", "decode", "inference", "encode"} <= set(reply.timings)
+    composite = _decode(reply.jpeg)[:, :, ::-1].astype(int)
+    background = clip.pha[3, 0].numpy() < 0.01
+    green = np.abs(composite - [120, 255, 155]).max(axis=2) < 40
+    assert green[background].mean() > 0.9, "the background is not replaced by the green"
+    assert list(handler.recent) == [reply]
+
+
+def test_handler_alpha_view_and_other_backgrounds(matter, clip):
+    handler = FrameHandler(matter, mode="alpha")
+    handler.set_plate(_uint8(clip.bgr))
+    reply = handler.handle(Frame(_uint8(clip.src[0]), 0))
+    grey = _decode(reply.jpeg)
+    assert grey.ndim == 2 and np.abs(grey / 255 - reply.pha).mean() < 0.02
+    handler.mode = "composite"
+    for background in ("blur", "#ff0000", "white"):
+        handler.background = background
+        assert _decode(handler.handle(Frame(_uint8(clip.src[0]), 0)).jpeg).shape == (*SIZE, 3)
+    handler.background = "image"
+    with pytest.raises(ValueError, match="background_image"):
+        handler.handle(Frame(_uint8(clip.src[0]), 0))
+
+
+def test_handler_asks_for_a_new_plate_when_the_camera_size_changes(matter, clip):
+    handler = FrameHandler(matter)
+    handler.set_plate(_uint8(clip.bgr))
+    reply = handler.handle(Frame(np.zeros((48, 64, 3), np.uint8), 0))
+    assert reply.kind == "preview" and "capture the plate again" in reply.message
+    assert handler.plate is None
+
+
+def test_handler_rejects_bad_input(matter):
+    with pytest.raises(ValueError, match="mode must be"):
+        FrameHandler(matter, mode="sepia")
+    with pytest.raises(ValueError, match="background must be"):
+        FrameHandler(matter, background="purple-ish")
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        FrameHandler(matter, jpeg_quality=0)
+    handler = FrameHandler(matter)
+    with pytest.raises(ValueError, match="could not decode"):
+        handler.handle(Frame(b"not a jpeg", 0))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        handler.handle(Frame(np.zeros((4, 4, 5), np.uint8), 0))
+
+
+# --- the widget, driven like the browser drives it ---------------------------------------------
+
+
+def test_widget_answers_every_frame_once_and_drops_all_but_the_latest(matter, clip):
+    widget = WebcamMatting(matter, width=SIZE[1], height=SIZE[0])
+    browser = Recorder(widget)
+    try:
+        widget.handler.set_plate(_uint8(clip.bgr))
+        ids = list(range(1, 7))
+        for i in ids:  # a burst, faster than the model: the kernel must not queue it
+            jpeg = _jpeg(_uint8(clip.src[i % 6]))
+            widget._on_browser_message(
+                widget, {"type": "frame", "id": i, "capture_ms": 4.0}, [memoryview(jpeg)]
+            )
+        browser.wait_for(
+            lambda: len(browser.of_type("result")) + len(browser.of_type("dropped")) == len(ids)
+        )
+        time.sleep(0.1)  # nothing else may arrive
+        answered = sorted(m["id"] for m in browser.of_type("result") + browser.of_type("dropped"))
+        assert answered == ids, "every frame is answered exactly once (result or dropped)"
+        results = [m["id"] for m in browser.of_type("result")]
+        assert results[-1] == ids[-1], "the newest frame is always matted"
+        assert len(browser.of_type("dropped")) >= 3 and widget.frames_dropped >= 3
+        assert widget.frames_matted == len(results)
+        _, buffers = next(m for m in browser.messages if m[0].get("type") == "result")
+        assert _decode(bytes(buffers[0])).shape == (*SIZE, 3)
+
+        # The browser reports drawing and the round trip: the budget gets every stage.
+        widget._on_browser_message(
+            widget, {"type": "drawn", "id": results[-1], "draw_ms": 2.0, "round_trip_ms": 500.0}, []
+        )
+        budget = widget.latency_budget()
+        assert list(budget) == [
+            "capture",
+            "transfer",
+            "queue",
+            "decode",
+            "inference",
+            "encode",
+            "draw",
+        ]
+        assert budget["capture"] == 4.0 and budget["draw"] == 2.0
+        assert 0 < budget["transfer"] < 500.0
+    finally:
+        widget.close()
+
+
+def test_widget_plate_buttons_and_status_messages(matter, clip):
+    widget = WebcamMatting(matter)
+    browser = Recorder(widget)
+    try:
+        assert widget.status == NO_PLATE_MESSAGE and not widget.plate_captured
+        frame = _jpeg(_uint8(clip.bgr))
+        widget._on_browser_message(widget, {"type": "capture_plate"}, [])
+        widget._on_browser_message(widget, {"type": "frame", "id": 1}, [frame])
+        browser.wait_for(lambda: widget.plate_captured)
+        assert widget.status == PLATE_MESSAGE
+        assert browser.of_type("result")[0]["kind"] == "plate"
+        widget._on_browser_message(widget, {"type": "reset_plate"}, [])
+        assert widget.handler.plate is None and widget.status == NO_PLATE_MESSAGE
+
+        # A broken frame is reported in the widget and does not stop the worker.
+        widget._on_browser_message(widget, {"type": "frame", "id": 2}, [b"garbage"])
+        browser.wait_for(lambda: widget.status.startswith("⚠ ValueError"))
+        assert browser.of_type("dropped")[-1]["id"] == 2
+        widget._on_browser_message(widget, {"type": "frame", "id": 3}, [frame])
+        browser.wait_for(lambda: any(m["id"] == 3 for m in browser.of_type("result")))
+        with pytest.raises(RuntimeError, match="browser's camera"):
+            widget.start()
+    finally:
+        widget.close()
+
+
+def test_widget_settings_are_validated(matter):
+    widget = WebcamMatting(matter)
+    try:
+        for name, value in [
+            ("mode", "sepia"),
+            ("background", "purple-ish"),
+            ("jpeg_quality", 0),
+            ("width", 8),
+            ("max_in_flight", 0),
+            ("weights", "vgg"),
+            ("preset", "8k"),
+        ]:
+            with pytest.raises(traitlets.TraitError, match=name):
+                setattr(widget, name, value)
+        widget.background, widget.mode = "#00ff00", "alpha"
+        assert (widget.handler.background, widget.handler.mode) == ("#00ff00", "alpha")
+        widget.background_image = np.zeros((10, 20, 3), np.uint8)
+        assert widget.background_image.shape == (widget.height, widget.width, 3)
+    finally:
+        widget.close()
+
+
+# --- the kernel-side camera (cv2 fallback) ----------------------------------------------------
+
+
+class OpenCVLikeCamera:
+    """A fake ``cv2.VideoCapture``: BGR frames of a clip, then ``(False, None)``."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames, self.released = frames, False
+
+    def read(self):
+        if not self.frames:
+            return False, None
+        time.sleep(0.15)  # a slow camera: the model keeps up, so nothing is dropped
+        return True, self.frames.pop(0)[:, :, ::-1].copy()
+
+    def release(self):
+        self.released = True
+
+
+def test_cv2_fallback_mattes_through_the_same_handler(matter, clip):
+    frames = [_uint8(clip.bgr)] + [_uint8(f) for f in clip.src]
+    capture = OpenCVLikeCamera(frames)
+    widget = WebcamMatting(matter, camera=capture, width=SIZE[1], height=SIZE[0])
+    try:
+        assert widget.source == "kernel"
+        widget.capture_plate()
+        replies = widget.run(frames=3)
+        assert len(replies) >= 3 and all(r.kind == "matte" for r in replies)
+        for reply in replies:  # index = frames read so far; frame 0 was the plate
+            truth = clip.pha[reply.index - 1, 0].numpy()
+            assert np.abs(reply.pha - truth).mean() < 0.08
+        assert widget.plate_captured and widget.camera_state in ("off", "ended")
+        assert set(widget.latency_budget()) == {"capture", "queue", "decode", "inference", "encode"}
+    finally:
+        widget.close()
+    assert capture.released
+
+
+def test_clip_camera_paces_like_a_camera_and_drops_what_the_model_misses(matter, clip):
+    camera = ClipCamera(clip.src, fps=50)
+    start = time.perf_counter()
+    for _ in range(5):
+        ok, bgr = camera.read()
+        assert ok and bgr.shape == (*SIZE, 3)
+    assert time.perf_counter() - start >= 4 / 50 - 0.005
+    assert camera.last_index == 4 and camera.read()[0] and camera.read() == (False, None)
+
+    frames = torch.cat([clip.bgr[None].expand(2, -1, -1, -1), clip.src.repeat(4, 1, 1, 1)])
+    widget = WebcamMatting(matter, camera=ClipCamera(frames, fps=200))  # far faster than the model
+    try:
+        widget.capture_plate()
+        replies = widget.run(frames=4)
+        assert widget.frames_dropped > 0, "a camera faster than the model must drop frames"
+        assert [r.index for r in replies] == sorted(
+            {r.index for r in replies}
+        )  # in order, no repeats
+    finally:
+        widget.close()
+
+
+def test_open_camera_errors_are_clear(matter):
+    with pytest.raises(TypeError, match="read"):
+        WebcamMatting(matter, camera=3.5)
+    with pytest.raises(ValueError, match="at least one frame"):
+        ClipCamera([])
+    with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
+        ClipCamera(torch.zeros(2, 1, 8, 8))
+
+
+# --- the fake-camera file ---------------------------------------------------------------------
+
+
+def test_write_y4m_round_trips_through_i420(tmp_path, clip):
+    path = write_y4m(tmp_path / "clip.y4m", clip.src[:3], fps=15)
+    data = path.read_bytes()
+    header, _, rest = data.partition(b"\n")
+    assert header == b"YUV4MPEG2 W320 H240 F15:1 Ip A1:1 C420jpeg"
+    frame_bytes = 320 * 240 * 3 // 2
+    assert len(rest) == 3 * (len(b"FRAME\n") + frame_bytes)
+    second = np.frombuffer(rest[len(b"FRAME\n") + frame_bytes :][6 : 6 + frame_bytes], np.uint8)
+    rgb = cv2.cvtColor(second.reshape(240 * 3 // 2, 320), cv2.COLOR_YUV2RGB_I420)
+    assert np.abs(rgb.astype(int) - _uint8(clip.src[1])).mean() < 4
+    with pytest.raises(ValueError, match="even"):
+        write_y4m(tmp_path / "odd.y4m", [np.zeros((9, 8, 3), np.uint8)])
+    assert not (tmp_path / "odd.y4m").exists()
+
+
+def test_changing_the_model_swaps_it_between_frames(matter, clip):
+    widget = WebcamMatting(matter)
+    browser = Recorder(widget)
+    try:
+        widget.preset = "hd"
+        assert widget.status.startswith("Loading mattingkit (hd)")
+        widget.handler.set_plate(_uint8(clip.bgr))
+        widget._on_browser_message(widget, {"type": "frame", "id": 1}, [_jpeg(_uint8(clip.src[0]))])
+        browser.wait_for(lambda: browser.of_type("result"), timeout=60)
+        assert widget.handler.matter is not matter and widget.handler.matter.preset == "hd"
+        assert widget.status.startswith("Using mattingkit (hd)") or widget.frames_matted == 1
+    finally:
+        widget.close()
