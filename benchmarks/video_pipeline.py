@@ -11,9 +11,10 @@ upscaled to the chosen size), then two things are timed in one process, alternat
   with the audio copied: decoding, the model, compositing, conversion and encoding.
 
 The ratio pipeline / model is the pipeline's efficiency: 1.0 means decoding and encoding
-are completely hidden behind inference. Usage (from the repository root)::
+are completely hidden behind inference. Other processes can only slow a pass down, so the
+best pass of each kind is reported beside the median. Usage (from the repository root)::
 
-    python benchmarks/video_pipeline.py                       # 60 frames, 1280x720, CPU
+    python benchmarks/video_pipeline.py                       # 30 frames, 1280x720, CPU
     python benchmarks/video_pipeline.py --size 1080x1920 --device cuda
     python benchmarks/video_pipeline.py --threads 1 --encoder-preset ultrafast
 """
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", type=parse_size, default=(720, 1280), help="HxW (720x1280)")
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=2, help="model/pipeline alternations")
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=5, help="model/pipeline alternations")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--encoder-preset", default="veryfast")
@@ -133,10 +134,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
                 f"round {round_ + 1}: model only {results['model_fps'][-1]:.2f} fps, "
                 f"pipeline {report.fps:.2f} fps (its model part alone: {report.model_fps:.2f} fps)"
             )
-    model = statistics.median(results["model_fps"])
-    pipeline = statistics.median(results["pipeline_fps"])
-    print(f"median: model only {model:.2f} fps, pipeline {pipeline:.2f} fps")
-    print(f"pipeline / model-only throughput: {pipeline / model:.3f}")
+    # Other processes only ever slow a pass down, so the best pass of each kind is the
+    # least disturbed estimate; the median is printed too.
+    for name, pick in (("median", statistics.median), ("best", max)):
+        model, pipeline = pick(results["model_fps"]), pick(results["pipeline_fps"])
+        print(
+            f"{name}: model only {model:.2f} fps, pipeline {pipeline:.2f} fps, "
+            f"pipeline / model-only throughput: {pipeline / model:.3f}"
+        )
     return results
 
 

@@ -22,7 +22,12 @@ when it crashes. :func:`matte_video` fixes each of these:
 
 The plate is a still image (a photo, an array, or a video whose first frame is used). The
 target background of the composite is a colour, an image, ``"blur"`` (the blurred plate),
-or another video (looped when shorter than the source).
+or another video (looped when shorter than the source). Frames are matted one at a time,
+as stored (a rotated phone video is matted sideways and played upright). Only the first
+video and the first audio stream are used; subtitles and other streams are not copied.
+
+On this project's 2-core CPU the pipeline runs at 0.91-0.94x the speed of the model alone
+on frames already in memory (``benchmarks/video_pipeline.py``, 1280x720, shipped model).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ def load(name: str):
         f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
@@ -28,24 +30,23 @@ def test_gmacs_table_reproduces_table3(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_speed_vs_official_tiny_run(capsys: pytest.CaptureFixture) -> None:
+    """Three models timed in one table; eager equals the official code bit for bit."""
     pytest.importorskip("BackgroundMattingV2.model")
-    argv = [
-        "--size",
-        "64x96",
-        "--sample-pixels",
-        "1600",
-        "--repeats",
-        "2",
-        "--warmup",
-        "0",
-        "--device",
-        "cpu",
-    ]
-    results = load("speed_vs_official").main(argv)
-    assert set(results) == {"official", "mattingkit"}
-    assert all(len(r.times_ms) == 2 and r.size == (64, 96) for r in results.values())
+    argv = ["--size", "64x96", "--sample-pixels", "1600", "--repeats", "2", "--warmup", "0"]
+    comparisons = load("speed_vs_official").main(
+        [*argv, "--device", "cpu", "--backbone", "mobilenetv2"]
+    )
+    assert len(comparisons) == 1
+    comparison = comparisons[0]
+    assert set(comparison.results) == {"official", "eager", "matter"}
+    assert all(len(r.times_ms) == 2 and r.size == (64, 96) for r in comparison.results.values())
+    assert comparison.eager_difference == 0.0
+    assert comparison.matter_alpha_difference < 1e-6
+    assert all(
+        0 < ms <= comparison.results[name].max_ms * 10 for name, ms in comparison.refiner_ms.items()
+    )
     out = capsys.readouterr().out
-    assert "outputs agree" in out and "time ratio mattingkit / official" in out
+    assert "mobilenetv2 96x64" in out and "vs official" in out and "refiner" in out
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
 import subprocess
 import sys
@@ -34,6 +35,11 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mattingkit", *args], capture_output=True, text=True, cwd=cwd
     )
+
+
+def test_the_console_script_is_the_cli():
+    scripts = importlib.metadata.entry_points(group="console_scripts")
+    assert [e.value for e in scripts if e.name == "mattingkit"] == ["mattingkit.cli:main"]
 
 
 def test_help_lists_the_commands(tmp_path):

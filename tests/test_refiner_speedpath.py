@@ -122,6 +122,16 @@ def test_maps_smaller_than_a_window_are_exact_too(kernel):
     assert all(torch.equal(a, b) for a, b in zip(windows, frames))
 
 
+def test_half_precision_features_under_autocast():
+    """As on a GPU with fp16 autocast: the base network hands over low-precision features."""
+    refiner = randomise(Refiner("sampling", 16 * 300), seed=6)
+    src, bgr, *coarse = refiner_inputs(2, 96, 160, (24, 40))
+    inputs = (src, bgr, *(t.to(torch.bfloat16) for t in coarse))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        windows, frames = run(refiner, inputs, "auto"), run(refiner, inputs, "never")
+    assert all(torch.equal(a, b) for a, b in zip(windows, frames))
+
+
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_nchw_inputs_forced_onto_the_window_path_agree_within_rounding(kernel):
     refiner = randomise(Refiner("sampling", 16 * 300, kernel_size=kernel), seed=3)

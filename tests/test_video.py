@@ -287,4 +287,4 @@ def test_pipeline_benchmark_runs_and_reports_the_ratio(capsys):
     argv = ["--size", "144x256", "--frames", "4", "--rounds", "1", "--device", "cpu"]
     results = module.main(argv)
     assert len(results["model_fps"]) == len(results["pipeline_fps"]) == 1
-    assert "pipeline / model-only throughput" in capsys.readouterr().out
+    assert "best: model only" in capsys.readouterr().out
