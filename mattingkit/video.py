@@ -26,8 +26,11 @@ or another video (looped when shorter than the source). Frames are matted one at
 as stored (a rotated phone video is matted sideways and played upright). Only the first
 video and the first audio stream are used; subtitles and other streams are not copied.
 
-On this project's 2-core CPU the pipeline runs at 0.91-0.94x the speed of the model alone
-on frames already in memory (``benchmarks/video_pipeline.py``, 1280x720, shipped model).
+Speed (``benchmarks/video_pipeline.py``, 1280x720, shipped model, this project's 2-core
+CPU): the pipeline runs at 0.72-0.84x the frame rate of the model alone on frames already in
+memory. The model keeps both cores busy, so the CPU that decoding and H.264 encoding need
+(about 13 ms a frame) is taken from it; overlapping hides the waiting, not that work. With
+a GPU running the model, the CPU threads have the cores to themselves.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def write_video(
     if isinstance(frames, torch.Tensor):
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"frames must be (T, 3, H, W), got {tuple(frames.shape)}")
-        frames = _to_uint8(frames.permute(0, 2, 3, 1))
+        frames = frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
@@ -614,18 +617,8 @@ class _Decoder(_Worker):
         self.frames += 1
 
     def forward_audio(self, packet: av.Packet) -> None:
-        if packet.size == 0:  # the end-of-stream marker demux yields for flushing
-            return
-        copy = _AudioPacket(
-            bytes(packet),
-            packet.pts,
-            packet.dts,
-            packet.duration,
-            packet.time_base,
-            packet.is_keyframe,
-        )
         samples = []
-        if self.decode_audio:
+        if self.decode_audio:  # some output re-encodes the audio (also flushes at the end)
             for frame in packet.decode():
                 samples.append(
                     _AudioSamples(
@@ -637,7 +630,18 @@ class _Decoder(_Worker):
                         frame.time_base,
                     )
                 )
-        self.put(self.out, ("audio", copy, samples))
+        copy = None
+        if packet.size:  # size 0: the end-of-stream marker demux yields, nothing to copy
+            copy = _AudioPacket(
+                bytes(packet),
+                packet.pts,
+                packet.dts,
+                packet.duration,
+                packet.time_base,
+                packet.is_keyframe,
+            )
+        if copy is not None or samples:
+            self.put(self.out, ("audio", copy, samples))
 
 
 class _Writer(_Worker):
@@ -671,7 +675,7 @@ class _Writer(_Worker):
     def write_frame(self, array: np.ndarray, pts: int) -> None:
         raise NotImplementedError
 
-    def write_audio(self, packet: _AudioPacket, samples: list[_AudioSamples]) -> None:
+    def write_audio(self, packet: _AudioPacket | None, samples: list[_AudioSamples]) -> None:
         pass
 
     def close(self) -> None:
@@ -756,8 +760,8 @@ class _H264Writer(_Writer):
         frame.pts, frame.time_base = pts, self.time_base
         self.container.mux(self.video.encode(frame))
 
-    def write_audio(self, packet: _AudioPacket, samples: list[_AudioSamples]) -> None:
-        if self.audio_mode == "copy":
+    def write_audio(self, packet: _AudioPacket | None, samples: list[_AudioSamples]) -> None:
+        if self.audio_mode == "copy" and packet is not None:
             self.container.mux(packet.packet(self.audio))
         elif self.audio_mode == "aac":
             for chunk in samples:
@@ -778,8 +782,14 @@ class _H264Writer(_Writer):
 # Frames -> output arrays
 # --------------------------------------------------------------------------------------
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[0, 1] floats -> uint8 numpy, rounding like an 8-bit image file."""
-    return x.float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    """(C, H, W) or (H, W) floats in [0, 1] -> contiguous (H, W, C) or (H, W) uint8 numpy.
+
+    Rounds like an 8-bit image file; in-place steps and one final copy keep it cheap.
+    """
+    y = x.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    if y.ndim == 3:
+        y = y.permute(1, 2, 0)
+    return y.contiguous().cpu().numpy()
 
 
 def _output_array(kind: str, result: Any, background: _Background, extra: Any) -> np.ndarray:
@@ -788,15 +798,20 @@ def _output_array(kind: str, result: Any, background: _Background, extra: Any) -
     if kind == "composite":
         if background.kind == "transparent":  # RGBA cut-out, black where alpha is 0
             image = torch.cat([fgr * (pha > 0), pha], dim=1)
-        elif background.kind == "color":
-            image = matting.composite_on_color(fgr, pha, background.value)
         elif background.kind == "blur":
             image = matting.composite_on_blurred_plate(fgr, pha, result.bgr[:1].to(fgr))
-        else:  # image or video frame, already at the frame size
-            image = matting.composite(fgr, pha, extra.to(fgr))
-        return _to_uint8(image[0].permute(1, 2, 0))
+        else:
+            if background.kind == "color":
+                new = torch.tensor(background.value, dtype=fgr.dtype, device=fgr.device)
+                new = new.view(1, 3, 1, 1)
+            else:  # an image or a video frame, already at the frame size
+                new = extra.to(fgr)
+            # The matting equation a*F + (1 - a)*B, written B + a*(F - B): half the passes
+            # over the frame (this runs between model calls, so it counts in the frame rate).
+            image = torch.addcmul(new, pha, fgr - new)
+        return _to_uint8(image[0])
     if kind == "fgr":
-        return _to_uint8(fgr[0].permute(1, 2, 0))
+        return _to_uint8(fgr[0])
     return _to_uint8(getattr(result, kind)[0, 0])  # pha, err, ref: grey
 
 
