@@ -8,7 +8,10 @@ For each backbone and resolution, three ways of running the same weights are tim
 * ``matter``: the model as :class:`mattingkit.Matter` runs it: channels-last memory,
   ``torch.inference_mode`` and so the refiner's window path (chapter 04's cost model).
   Its alpha may differ from the official one by float rounding; the mean difference of a
-  real ``Matter`` call is shown.
+  real ``Matter`` call is shown;
+* ``fast``: ``Matter(precision="auto")`` where that is not fp32: a bfloat16 copy of the
+  model on a CPU with native bfloat16 (AVX-512 BF16 / AMX), fp16 autocast on CUDA. Its mean
+  alpha difference from the official fp32 output is shown and must stay below 2e-3.
 
 All are built with the paper's speed-test settings (sampling mode,
 ``refine_prevent_oversampling=False``: exactly ``sample_pixels / 16`` patches), get the same
@@ -45,11 +48,11 @@ from mattingkit.model import MattingRefine
 from mattingkit.profile import PAPER_SETTINGS, PAPER_TABLE3, FpsResult, time_forward
 from mattingkit.runtime import pick_device
 
-MODELS = ("official", "eager", "matter")
+MODELS = ("official", "eager", "matter", "fast")
 
 
 class Comparison(NamedTuple):
-    """One backbone at one resolution: the three ways timed, whole pass and refiner alone."""
+    """One backbone at one resolution: the ways timed, whole pass and refiner alone."""
 
     backbone: str
     resolution: str
@@ -59,6 +62,7 @@ class Comparison(NamedTuple):
     refiner_ms: dict[str, float]  # median time of the refiner alone, per model
     eager_difference: float  # max |eager - official| over pha and fgr
     matter_alpha_difference: float  # mean |matter alpha - official alpha|
+    fast_alpha_difference: float | None = None  # the same for the "fast" Matter, if timed
 
     def speedup(self, name: str) -> float:
         """How many times faster than the official code (ratio of medians)."""
@@ -134,6 +138,16 @@ def compare(
         refine_sample_pixels=pixels,
         refine_prevent_oversampling=False,
     )
+    fast = Matter(
+        copy.deepcopy(eager),
+        device=device,
+        precision="auto",
+        backbone_scale=scale,
+        refine_mode="sampling",
+        refine_sample_pixels=pixels,
+        refine_prevent_oversampling=False,
+    )
+    models = MODELS if fast.precision != "fp32" else MODELS[:3]
     generator = torch.Generator().manual_seed(1)
     src = torch.rand(1, 3, height, width, generator=generator).to(device)
     bgr = torch.rand(1, 3, height, width, generator=generator).to(device)
@@ -141,6 +155,8 @@ def compare(
     # Same computation first; the hooks keep each refiner's inputs for the split.
     timers = {name: RefinerTimer(m) for name, m in [("official", official), ("eager", eager)]}
     timers["matter"] = RefinerTimer(matter.model)
+    if "fast" in models:
+        timers["fast"] = RefinerTimer(fast.model)
     with torch.inference_mode():
         pha_official, fgr_official = official(src, bgr)[:2]
         pha_eager, fgr_eager = eager(src, bgr)[:2]
@@ -149,6 +165,11 @@ def compare(
         (pha_official - pha_eager).abs().max().item(), (fgr_official - fgr_eager).abs().max().item()
     )
     alpha_difference = (matte.pha.to(device) - pha_official).abs().mean().item()
+    fast_difference = None
+    if "fast" in models:
+        fast_difference = (fast(src, bgr).pha.to(device) - pha_official).abs().mean().item()
+        if fast_difference > 2e-3:
+            raise SystemExit(f"{fast.precision} alpha differs by {fast_difference:.2e} (mean)")
     if eager_difference > 1e-4 or alpha_difference > 1e-4:
         raise SystemExit(
             f"outputs differ (eager {eager_difference:.2e}, matter alpha {alpha_difference:.2e}): "
@@ -163,20 +184,37 @@ def compare(
         "eager": lambda: time_forward(eager, src, bgr),
         "matter": lambda: time_forward(matter.model, src_cl, bgr_cl),
     }
+    if "fast" in models:
+        src_fast, bgr_fast = fast._to_device(src), fast._to_device(bgr)
+
+        def fast_pass() -> float:
+            with fast._autocast():
+                return time_forward(fast.model, src_fast, bgr_fast)
+
+        fast_timer = timers["fast"]
+
+        def fast_refiner() -> float:
+            with fast._autocast():
+                return fast_timer()
+
+        passes["fast"] = fast_pass
+        timers["fast"] = fast_refiner
     for _ in range(warmup):
-        for name in MODELS:
+        for name in models:
             passes[name]()
             timers[name]()
-    times: dict[str, list[float]] = {name: [] for name in MODELS}
-    refiner_times: dict[str, list[float]] = {name: [] for name in MODELS}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    refiner_times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(repeats):
-        order = MODELS[i % 3 :] + MODELS[: i % 3]  # rotate: nobody always runs first
+        k = i % len(models)
+        order = models[k:] + models[:k]  # rotate: nobody always runs first
         for name in order:
             times[name].append(passes[name]())
             refiner_times[name].append(timers[name]())
-    precision = "float32"
+    precisions = {name: "float32" for name in models}
+    precisions["fast"] = fast.precision
     results = {
-        name: FpsResult(str(device), precision, "pytorch", (height, width), 1, tuple(t))
+        name: FpsResult(str(device), precisions[name], "pytorch", (height, width), 1, tuple(t))
         for name, t in times.items()
     }
     return Comparison(
@@ -188,6 +226,7 @@ def compare(
         {name: statistics.median(t) for name, t in refiner_times.items()},
         eager_difference,
         alpha_difference,
+        fast_difference,
     )
 
 
@@ -206,7 +245,12 @@ def report(comparison: Comparison) -> None:
         f"; eager equals official to {c.eager_difference:.1e}, matter alpha to "
         f"{c.matter_alpha_difference:.1e} (mean){paper_note}"
     )
-    for name in MODELS:
+    if c.fast_alpha_difference is not None:
+        print(
+            f"  fast = Matter(precision='auto') runs {c.results['fast'].precision}; its alpha "
+            f"differs from the official fp32 alpha by {c.fast_alpha_difference:.1e} (mean)"
+        )
+    for name in c.results:
         r = c.results[name]
         refiner = c.refiner_ms[name]
         print(
