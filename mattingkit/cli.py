@@ -69,7 +69,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--refine-sample-pixels", type=int, metavar="N")
     group.add_argument("--refine-threshold", type=float, metavar="T")
     group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
-    group.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"))
+    group.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     group.add_argument(
         "--align", action="store_true", help="align the plate to each frame (handheld camera)"
     )
