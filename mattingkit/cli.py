@@ -210,25 +210,9 @@ class _LazyMatter:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from mattingkit.download import fetch
-    from mattingkit.pretrained import get_weights
+    from mattingkit.pretrained import fetch_weights
 
-    weights = get_weights(args.name)
-    if weights.local_path is not None:
-        path = weights.local_path()
-        if not path.is_file():
-            raise FileNotFoundError(f"{weights.name} ships with mattingkit but {path} is missing")
-    else:
-        path = fetch(
-            weights.filename,
-            drive_id=weights.drive_id,
-            drive_folder_id=weights.drive_folder_id,
-            urls=weights.urls,
-            sha256=weights.sha256,
-            size=weights.size,
-            cache_dir=args.cache_dir,
-            progress=True,
-        )
+    path = fetch_weights(args.name, cache_dir=args.cache_dir, progress=True)
     print(path)
     return 0
 

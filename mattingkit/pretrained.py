@@ -42,6 +42,7 @@ from mattingkit.paper import RESOLUTIONS, TABLE3, TABLE4, TABLE6, resolution_for
 from mattingkit.runtime import asset_path
 
 __all__ = [
+    "fetch_weights",
     "BACKBONES",
     "RELEASE_URL",
     "Weights",
@@ -591,7 +592,18 @@ def _resolve(name_or_path: Weights | PathLike) -> tuple[Weights | None, Path | N
     )
 
 
-def _fetch(weights: Weights, downloader: Any, cache_dir: PathLike | None, progress: bool) -> Path:
+def fetch_weights(
+    weights: Weights | str,
+    *,
+    downloader: Any = None,
+    cache_dir: PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """The local file of a registry entry: the shipped file, or the official one downloaded
+    (cached, verified, atomic; see :func:`mattingkit.download.fetch`). Used by
+    ``mattingkit download NAME``."""
+    if isinstance(weights, str):
+        weights = get_weights(weights)
     if weights.local_path is not None:
         path = weights.local_path()
         if not path.is_file():
@@ -695,7 +707,7 @@ def load_pretrained(
             "PyTorch model; use 'pytorch_mobilenetv2' or 'torchscript_mobilenetv2_fp32'."
         )
     try:
-        path = _fetch(weights, downloader, cache_dir, progress)
+        path = fetch_weights(weights, downloader=downloader, cache_dir=cache_dir, progress=progress)
     except DownloadError as error:
         shipped = shipped_weights_path()
         if not allow_fallback or weights.is_shipped or not shipped.is_file():
