@@ -30,6 +30,9 @@ _EXPORTS = {
     "train": "mattingkit.train",
     "Matter": "mattingkit.inference",
     "MatteResult": "mattingkit.inference",
+    "matte_video": "mattingkit.video",
+    "Studio": "mattingkit.studio",
+    "WebcamMatting": "mattingkit.webcam",
 }
 
 __all__ = sorted(_EXPORTS)
