@@ -59,7 +59,7 @@ def _unwrap(model: Any) -> nn.Module:
     from mattingkit.inference import Matter
 
     if isinstance(model, Matter):
-        return model.model
+        return model.weights_module  # the float32 weights, not a bfloat16 copy
     if isinstance(model, nn.Module):
         return model
     raise TypeError(

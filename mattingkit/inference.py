@@ -482,11 +482,14 @@ class Matter:
         self.precision = (
             "fp16" if self._half_weights else _resolve_precision(precision, self.device)
         )
-        if self.precision == "bf16" and self.device.type == "cpu":
-            # A bfloat16 copy: a module the caller handed in stays as it was.
-            if self._given_module:
-                self.model = copy.deepcopy(self.model)
-            self.model.to(torch.bfloat16)
+        bf16_weights = any(p.dtype == torch.bfloat16 for p in self.model.parameters())
+        if bf16_weights:  # e.g. another Matter's model: it runs as it is
+            self.precision = "bf16"
+        #: The weights as loaded (float32): what :mod:`mattingkit.export` writes.
+        self.weights_module = self.model
+        if self.precision == "bf16" and self.device.type == "cpu" and not bf16_weights:
+            # A bfloat16 copy to run; the float32 weights (or the caller's module) stay.
+            self.model = copy.deepcopy(self.model).to(torch.bfloat16)
         self.model.eval().to(self.device)
         if self.device.type in ("cpu", "cuda"):
             # Channels-last lets oneDNN / cuDNN pick their fastest convolution kernels.
@@ -496,7 +499,6 @@ class Matter:
 
     # --- loading ---------------------------------------------------------------------
     def _load(self, weights: Any, backbone: str | None, build_options: dict[str, Any]) -> nn.Module:
-        self._given_module = isinstance(weights, nn.Module)
         if isinstance(weights, nn.Module):
             if build_options:
                 raise TypeError(

@@ -144,6 +144,9 @@ def _count_flops(
         device = torch.device(device)
         src = torch.rand(batch, 3, height, width, device=device)
         bgr = torch.rand(batch, 3, height, width, device=device)
+    # Inputs in the weights' precision (e.g. the bfloat16 model a Matter runs on a CPU).
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    src, bgr = src.to(dtype), bgr.to(dtype)
     counter = FlopCounterMode(display=False, depth=2)
     was_training = model.training
     model.eval()

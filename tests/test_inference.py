@@ -81,6 +81,9 @@ def test_cpu_bf16_stays_close_to_fp32_and_leaves_a_given_model_alone(portrait):
     # Measured: 1.8e-4 mean on this portrait, 4.6e-4 on an HD upscale of it.
     assert (result.pha - expected.pha).abs().mean() < 2e-3
     assert (result.fgr - expected.fgr).abs().mean() < 2e-3
+    assert fast.weights_module is eager  # what export writes: the float32 weights
+    again = Matter(fast.model, device="cpu")  # a bf16 module runs as it is, no copy
+    assert again.model is fast.model and again.precision == "bf16"
     exact = Matter(eager, device="cpu", precision="fp32")
     assert exact.model is eager
     assert torch.equal(exact(portrait.src, portrait.bgr).src, result.src)
