@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Input: {args.src} with plate {args.bgr}")
     height, width = src.shape[-2:]
 
-    model = load_pretrained(args.weights, device=device, **recommended_settings(height, width))
+    with warnings.catch_warnings(record=True) as caught:  # the fallback notice, as one line
+        warnings.simplefilter("always")
+        model = load_pretrained(args.weights, device=device, **recommended_settings(height, width))
+    for warning in caught:
+        print(f"⚠ {warning.message}")
     src_b, bgr_b = src.unsqueeze(0).to(device), bgr.unsqueeze(0).to(device)
     with torch.inference_mode():
         model(src_b, bgr_b)  # warm-up, so the timing below is the model, not the first call
