@@ -129,24 +129,19 @@ def compare(
     pixels = sample_pixels or pixels
     official, eager = build_pair(backbone, scale, pixels)
     official, eager = official.to(device), eager.to(device)
-    matter = Matter(
-        copy.deepcopy(eager),
-        device=device,
-        precision="fp32",
-        backbone_scale=scale,
-        refine_mode="sampling",
-        refine_sample_pixels=pixels,
-        refine_prevent_oversampling=False,
-    )
-    fast = Matter(
-        copy.deepcopy(eager),
-        device=device,
-        precision="auto",
-        backbone_scale=scale,
-        refine_mode="sampling",
-        refine_sample_pixels=pixels,
-        refine_prevent_oversampling=False,
-    )
+
+    def as_matter(precision: str) -> Matter:
+        return Matter(
+            copy.deepcopy(eager),
+            device=device,
+            precision=precision,
+            backbone_scale=scale,
+            refine_mode="sampling",
+            refine_sample_pixels=pixels,
+            refine_prevent_oversampling=False,
+        )
+
+    matter, fast = as_matter("fp32"), as_matter("auto")
     models = MODELS if fast.precision != "fp32" else MODELS[:3]
     generator = torch.Generator().manual_seed(1)
     src = torch.rand(1, 3, height, width, generator=generator).to(device)
