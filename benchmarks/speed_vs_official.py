@@ -1,6 +1,6 @@
 """How fast is mattingkit compared with the official implementation? Ratios, measured fairly.
 
-For each backbone and resolution, three ways of running the same weights are timed:
+For each backbone and resolution, up to four ways of running the same weights are timed:
 
 * ``official``: ``BackgroundMattingV2.model.MattingRefine`` (PyPI ``backgroundmattingv2``);
 * ``eager``: mattingkit's ``MattingRefine``, plain NCHW fp32, exactly the official
@@ -103,8 +103,7 @@ class RefinerTimer:
     def __init__(self, model: torch.nn.Module) -> None:
         self.refiner = model.refiner
         self.inputs: tuple[torch.Tensor, ...] = ()
-        handle = self.refiner.register_forward_pre_hook(self._keep)
-        self._handle = handle
+        self._handle = self.refiner.register_forward_pre_hook(self._keep)
 
     def _keep(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         self.inputs = inputs
@@ -113,6 +112,14 @@ class RefinerTimer:
     def __call__(self) -> float:
         src, bgr, *rest = self.inputs
         return time_forward(lambda s, b: self.refiner(s, b, *rest), src, bgr)
+
+
+def frame_settings(
+    resolution: str, size: tuple[int, int] | None, sample_pixels: int | None
+) -> tuple[tuple[int, int], float, int]:
+    """(H, W), backbone scale and refined pixels: the resolution's, unless overridden."""
+    paper_size, scale, pixels = PAPER_SETTINGS[resolution]
+    return size or paper_size, scale, sample_pixels or pixels
 
 
 def compare(
@@ -124,9 +131,7 @@ def compare(
     warmup: int,
     repeats: int,
 ) -> Comparison:
-    (height, width), scale, pixels = PAPER_SETTINGS[resolution]
-    height, width = size or (height, width)
-    pixels = sample_pixels or pixels
+    (height, width), scale, pixels = frame_settings(resolution, size, sample_pixels)
     official, eager = build_pair(backbone, scale, pixels)
     official, eager = official.to(device), eager.to(device)
 
@@ -148,10 +153,8 @@ def compare(
     bgr = torch.rand(1, 3, height, width, generator=generator).to(device)
 
     # Same computation first; the hooks keep each refiner's inputs for the split.
-    timers = {name: RefinerTimer(m) for name, m in [("official", official), ("eager", eager)]}
-    timers["matter"] = RefinerTimer(matter.model)
-    if "fast" in models:
-        timers["fast"] = RefinerTimer(fast.model)
+    built = {"official": official, "eager": eager, "matter": matter.model, "fast": fast.model}
+    timers = {name: RefinerTimer(built[name]) for name in models}
     with torch.inference_mode():
         pha_official, fgr_official = official(src, bgr)[:2]
         pha_eager, fgr_eager = eager(src, bgr)[:2]
@@ -245,8 +248,7 @@ def report(comparison: Comparison) -> None:
             f"  fast = Matter(precision='auto') runs {c.results['fast'].precision}; its alpha "
             f"differs from the official fp32 alpha by {c.fast_alpha_difference:.1e} (mean)"
         )
-    for name in c.results:
-        r = c.results[name]
+    for name, r in c.results.items():
         refiner = c.refiner_ms[name]
         print(
             f"  {name:<9}{r.fps:8.2f} fps {r.median_ms:8.1f} ms (IQR {r.iqr_ms:6.1f})  "
@@ -279,9 +281,7 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
     args = parser.parse_args(argv)
 
     for resolution in args.resolution:
-        size, _, pixels = PAPER_SETTINGS[resolution]
-        height, width = args.size or size
-        pixels = args.sample_pixels or pixels
+        (height, width), _, pixels = frame_settings(resolution, args.size, args.sample_pixels)
         if height % 4 or width % 4:
             parser.error(f"the official model needs H and W divisible by 4, got {height}x{width}")
         if (height // 4) * (width // 4) < pixels // 16:

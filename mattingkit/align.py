@@ -84,8 +84,8 @@ def find_homography(
         raise ValueError(f"method must be 'orb' or 'sift', got {method!r}")
     kp_plate, desc_plate = detector.detectAndCompute(_grey8(plate), None)
     kp_frame, desc_frame = detector.detectAndCompute(_grey8(frame), None)
-    if desc_plate is None or desc_frame is None or min(len(kp_plate), len(kp_frame)) < min_inliers:
-        found = min(len(kp_plate), len(kp_frame))
+    found = min(len(kp_plate), len(kp_frame))
+    if desc_plate is None or desc_frame is None or found < min_inliers:
         return None, f"too few keypoints ({found}; a flat or blurred image?)"
     pairs = cv2.BFMatcher(norm).knnMatch(desc_plate, desc_frame, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]

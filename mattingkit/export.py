@@ -74,7 +74,8 @@ def rebuild(model: Any, **options: Any) -> nn.Module:
     original is never modified. The refine settings are copied from ``model`` unless given
     in ``options`` (any ``MattingRefine`` argument).
     """
-    state = {k: v.detach().float().cpu() for k, v in _unwrap(model).state_dict().items()}
+    source = _unwrap(model)
+    state = {k: v.detach().float().cpu() for k, v in source.state_dict().items()}
     backbone = infer_backbone(state)
     if not any(k.startswith("refiner.") for k in state):
         if options:
@@ -83,15 +84,17 @@ def rebuild(model: Any, **options: Any) -> nn.Module:
             )
         fresh: nn.Module = MattingBase(backbone)
     else:
-        source = _unwrap(model)
-        settings = {
-            name: getattr(source, name) for name in SCRIPTED_SETTINGS if hasattr(source, name)
-        }
+        settings = _settings_of(source)
         settings["refine_kernel_size"] = int(state["refiner.conv1.weight"].shape[-1])
         settings.update(options)
         fresh = MattingRefine(backbone, **settings)
     fresh.load_state_dict(state, strict=True)
     return fresh.eval().requires_grad_(False)
+
+
+def _settings_of(module: Any) -> dict[str, Any]:
+    """The refine settings a (possibly scripted) model carries; empty for a MattingBase."""
+    return {name: getattr(module, name) for name in SCRIPTED_SETTINGS if hasattr(module, name)}
 
 
 def _write_bytes(data: bytes, path: PathLike, overwrite: bool) -> Path:
@@ -183,8 +186,7 @@ def export_onnx(
             'ONNX export needs the onnx package: pip install "mattingkit[export]"'
         ) from None
 
-    fresh = rebuild(model)
-    if isinstance(fresh, MattingRefine):
+    if any(k.startswith("refiner.") for k in _unwrap(model).state_dict()):
         if refine_mode == "sampling" and height * width < refine_sample_pixels:
             raise ValueError(
                 f"export_size {height}x{width} has {height * width:,} pixels, fewer than "
@@ -192,7 +194,7 @@ def export_onnx(
                 "of refined patches to what this small frame holds. Export at a larger size."
             )
         fresh = rebuild(
-            fresh,
+            model,
             refine_mode=refine_mode,
             refine_sample_pixels=int(refine_sample_pixels),
             refine_threshold=float(refine_threshold),
@@ -202,6 +204,7 @@ def export_onnx(
         )
         outputs = REFINE_OUTPUTS
     else:
+        fresh = rebuild(model)
         outputs = BASE_OUTPUTS
     src, bgr = random_pair(1, height, width, seed=0)
     axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ("src", "bgr", *outputs)}
@@ -221,8 +224,10 @@ def export_onnx(
         )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
-    settings = {k: getattr(fresh, k) for k in SCRIPTED_SETTINGS if hasattr(fresh, k)}
-    for key, value in {**settings, "backbone": infer_backbone(fresh.state_dict())}.items():
+    for key, value in {
+        **_settings_of(fresh),
+        "backbone": infer_backbone(fresh.state_dict()),
+    }.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = f"mattingkit.{key}", str(value)
     return _write_bytes(proto.SerializeToString(), path, overwrite)
@@ -305,7 +310,7 @@ def validate_export(
             warnings.simplefilter("ignore", FutureWarning)
             exported = torch.jit.load(str(path), map_location="cpu")
         half = any(p.dtype == torch.float16 for p in exported.parameters())
-        settings = {k: getattr(exported, k) for k in SCRIPTED_SETTINGS if hasattr(exported, k)}
+        settings = _settings_of(exported)
         start = time.perf_counter()
         with torch.inference_mode():
             out = exported(src.half(), bgr.half()) if half else exported(src, bgr)
@@ -337,7 +342,7 @@ def validate_export(
         seconds = time.perf_counter() - start
     else:
         raise ValueError(f"{path} is not a TorchScript or ONNX file ({kind})")
-    reference = rebuild(model, **settings) if settings else rebuild(model)
+    reference = rebuild(model, **settings)
     with torch.inference_mode():
         expected = reference(src, bgr)
     names = REFINE_OUTPUTS if len(expected) == 6 else BASE_OUTPUTS

@@ -292,11 +292,10 @@ class MatteResult:
         ``name`` is ``"composite"`` (over ``background``), ``"fgr"`` (H x W x 3) or
         ``"pha"``, ``"err"``, ``"ref"`` (H x W).
         """
-        tensors = {"pha": self.pha, "fgr": self.fgr, "err": self.err, "ref": self.ref}
         if name == "composite":
             tensor = self.composite(background)
-        elif name in tensors:
-            tensor = tensors[name]
+        elif name in ("pha", "fgr", "err", "ref"):
+            tensor = getattr(self, name)  # err / ref are upsampled only when asked for
         else:
             raise ValueError(f"unknown output {name!r}; choose composite, pha, fgr, err or ref")
         picked = tensor[self._check_index(index)]

@@ -19,12 +19,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-try:  # in a notebook the live loss plot redraws itself; in plain Python it only records
-    from IPython import get_ipython
-    from IPython.display import display
-except ImportError:  # pragma: no cover - IPython comes with the notebook extras
-    get_ipython = display = None
-
 __all__ = [
     "to_numpy_image",
     "image_grid",
@@ -262,7 +256,12 @@ class LiveLossPlot:
         return fig
 
     def _show(self) -> None:
-        if get_ipython is None or get_ipython() is None or not self.steps:
+        try:  # in a notebook the plot redraws itself; in plain Python it only records
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # pragma: no cover - IPython comes with the notebook extras
+            return
+        if get_ipython() is None or not self.steps:
             return
         fig = self.figure()
         if self._handle is None:

@@ -276,6 +276,11 @@ def first_source_row(half_row: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.div(2 * half_row + 1 - factor, 2 * factor, rounding_mode="floor")
 
 
+def _first_source(half_row: int, factor: int) -> int:
+    """:func:`first_source_row` for one plain integer row."""
+    return (2 * half_row + 1 - factor) // (2 * factor)
+
+
 def coarse_window_size(factor: int, context: int) -> int:
     """Rows of the coarse map a stage-1 crop (2 + 2*context half-res rows) can need, at most.
 
@@ -283,17 +288,15 @@ def coarse_window_size(factor: int, context: int) -> int:
     """
     size = 0
     for row in range(factor):
-        first, last = 2 * row - context, 2 * row + 1 + context
-        lo = (2 * first + 1 - factor) // (2 * factor)
-        hi = (2 * last + 1 - factor) // (2 * factor) + 1
+        lo = _first_source(2 * row - context, factor)
+        hi = _first_source(2 * row + 1 + context, factor) + 1
         size = max(size, hi - lo + 1)
     return size
 
 
 def usual_crop_offset(factor: int, context: int) -> int:
     """Where a crop starts inside its upsampled window, for a patch in row 0 of an unbounded map."""
-    first = -context
-    return first - factor * ((2 * first + 1 - factor) // (2 * factor))
+    return -context - factor * _first_source(-context, factor)
 
 
 class Refiner(nn.Module):

@@ -102,10 +102,14 @@ def _is_url(text: str) -> bool:
     return urlparse(text).scheme in ("http", "https")
 
 
+def _safe_name(name: str) -> str:
+    """``name`` with runs of other characters than ``\\w``, ``.``, ``-`` as ``_``, ends stripped."""
+    return re.sub(r"[^\w.\-]+", "_", name).strip("._")
+
+
 def _url_filename(url: str) -> str:
     """A safe local file name from the last part of a URL (suffix kept: it tells the kind)."""
-    name = unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1])
-    name = re.sub(r"[^\w.\-]+", "_", name).strip("._")
+    name = _safe_name(unquote(urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]))
     return name[-100:] or "download"
 
 
@@ -196,7 +200,7 @@ def save_upload(value: Any, folder: PathLike | None = None) -> Path:
     if not content:
         raise MediaError(f"the upload of {name} arrived empty. {UPLOAD_TIP}")
     target = Path(folder) if folder is not None else cache_dir() / "uploads"
-    path = target / (re.sub(r"[^\w.\-]+", "_", Path(name).name).strip("._") or "upload")
+    path = target / (_safe_name(Path(name).name) or "upload")
     with atomic_write(path, "wb") as f:
         f.write(content)
     return path
@@ -341,11 +345,13 @@ class RunStats:
     def fps(self) -> float:
         return 1.0 / self.seconds if self.seconds > 0 else math.inf
 
+    def _gmac_text(self) -> str:
+        return f"{self.gmacs:.2f} GMac" if self.gmacs is not None else "GMac n/a"
+
     def summary(self) -> str:
         """One line: measured fps and GMac beside the paper's."""
-        gmac = f"{self.gmacs:.2f} GMac" if self.gmacs is not None else "GMac n/a"
         line = (
-            f"{self.weights_name}: {self.fps:.1f} fps, {gmac} at {self.width}×{self.height} "
+            f"{self.weights_name}: {self.fps:.1f} fps, {self._gmac_text()} at {self.width}×{self.height} "
             f"on {self.device}, {self.refined_patches:,} patches refined"
         )
         if self.paper_fps is not None:
@@ -358,7 +364,6 @@ class RunStats:
     def lines(self) -> list[str]:
         """A few lines for a figure or a print: measured beside paper."""
         paper_size = "1920×1080" if self.paper_resolution == "HD" else "3840×2160"
-        gmac = f"{self.gmacs:.2f} GMac" if self.gmacs is not None else "GMac n/a"
         lines = [
             f"model: {self.weights_name} ({self.backbone})"
             + (" — FALLBACK, official weights unavailable" if self.used_fallback else ""),
@@ -366,7 +371,7 @@ class RunStats:
                 "  " + ", ".join(pair)
                 for pair in _pairs([f"{k}={v}" for k, v in self.settings.items()])
             ),
-            f"measured: {self.fps:.1f} fps ({1000 * self.seconds:.0f} ms), {gmac}",
+            f"measured: {self.fps:.1f} fps ({1000 * self.seconds:.0f} ms), {self._gmac_text()}",
             f"  at {self.width}×{self.height} on {self.device} ({self.precision}), "
             f"{self.refined_patches:,} patches refined",
         ]
@@ -502,10 +507,6 @@ WORKING_SIZES = (
 )
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _ipython_display(obj: Any) -> None:
     """``IPython.display.display`` inside a kernel; nothing outside one (scripts, tests)."""
     try:
@@ -587,6 +588,10 @@ class Studio:
 
         style = {"description_width": "9em"}
         wide = w.Layout(width="46em")
+
+        def text(value: str, description: str, **options: Any) -> Any:
+            return w.Text(value=value, description=description, style=style, layout=wide, **options)
+
         self.media_choice = w.ToggleButtons(
             options=[
                 ("sample portrait", "portrait"),
@@ -597,19 +602,11 @@ class Studio:
             description="media",
             style=style,
         )
-        self.source = w.Text(
-            value=source,
-            description="frame or video",
-            placeholder="path, http(s) URL or Google Drive link",
-            style=style,
-            layout=wide,
+        self.source = text(
+            source, "frame or video", placeholder="path, http(s) URL or Google Drive link"
         )
-        self.plate = w.Text(
-            value=plate,
-            description="clean plate",
-            placeholder="path, http(s) URL or Google Drive link (an image)",
-            style=style,
-            layout=wide,
+        self.plate = text(
+            plate, "clean plate", placeholder="path, http(s) URL or Google Drive link (an image)"
         )
         self.source_upload = w.FileUpload(accept="image/*,video/*", description="upload frame")
         self.plate_upload = w.FileUpload(accept="image/*", description="upload plate")
@@ -621,12 +618,10 @@ class Studio:
         self.weights = w.Dropdown(
             options=list(WEIGHT_SOURCES), value=weights, description="weights", style=style
         )
-        self.weights_file = w.Text(
-            value=weights_file,
-            description="weights file",
+        self.weights_file = text(
+            weights_file,
+            "weights file",
             placeholder="state_dict or TorchScript .pth (path or URL)",
-            style=style,
-            layout=wide,
         )
         self.preset = w.ToggleButtons(
             options=[("auto", "auto"), ("HD", "hd"), ("4K", "4k")],
@@ -678,18 +673,14 @@ class Studio:
             description="colour",
             style=style,
         )
-        self.background_image = w.Text(
-            value=background if kind == "image" else "",
-            description="image",
+        self.background_image = text(
+            background if kind == "image" else "",
+            "image",
             placeholder="path, http(s) URL or Google Drive link",
-            style=style,
-            layout=wide,
         )
         self.background_button = w.Button(description="Apply background", icon="image")
 
-        self.output_path = w.Text(
-            value=output, description="video output", style=style, layout=wide
-        )
+        self.output_path = text(output, "video output")
         self.max_frames = w.BoundedIntText(
             value=max_frames, min=0, max=1_000_000, description="max frames (0 = all)", style=style
         )

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -73,9 +73,11 @@ from mattingkit.io import atomic_write
 from mattingkit.losses import base_loss_from_output, refine_loss
 from mattingkit.model import MattingBase, MattingRefine
 from mattingkit.paper import RESOLUTIONS
-from mattingkit.plotting import LiveLossPlot
 from mattingkit.runtime import pick_device
 from mattingkit.synthetic import SyntheticMattingDataset, make_sample
+
+if TYPE_CHECKING:
+    from mattingkit.plotting import LiveLossPlot
 
 __all__ = [
     "OFFICIAL_LEARNING_RATES",
@@ -97,6 +99,16 @@ __all__ = [
 ]
 # LiveLossPlot (mattingkit.plotting) and the checkpoint functions (mattingkit.checkpoint) are
 # re-exported: chapter 06 imports everything it trains with from here.
+
+
+def __getattr__(name: str) -> Any:
+    # LiveLossPlot on first use, so the CLI and every torchrun process skip matplotlib/IPython.
+    if name == "LiveLossPlot":
+        from mattingkit.plotting import LiveLossPlot
+
+        return LiveLossPlot
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 STAGES = ("base", "refine")
 OPTIMIZERS = ("adam", "adamw")
@@ -928,7 +940,8 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
         )  # fmt: skip
         run.scheduler.step()
         step += 1
-        window.append(loss.item())
+        loss_value = loss.item()
+        window.append(loss_value)
 
         if step % config.log_every == 0 or step == config.steps:
             record = {
@@ -943,7 +956,7 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
             run.emit(step=step, loss=record["loss"], terms=terms, lr=record["lr"], val=None)
         if run.progress is not None:
             run.progress.update(1)
-            run.progress.set_postfix(loss=f"{loss.item():.4f}")
+            run.progress.set_postfix(loss=f"{loss_value:.4f}")
         if config.val_every and step % config.val_every == 0 and step < config.steps:
             record = _validate(run, step)
             if record is not None:

@@ -55,6 +55,7 @@ import torch
 
 from mattingkit import matting
 from mattingkit.inference import GREEN_SCREEN, to_tensor
+from mattingkit.io import atomic_write
 
 __all__ = [
     "OUTPUT_TYPES",
@@ -216,10 +217,7 @@ def write_video(
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     count, height, width = frames.shape[:3]
     rate = Fraction(fps).limit_denominator(100_000)
-    with (
-        _atomic_target(path, overwrite=overwrite) as tmp,
-        av.open(str(tmp), "w", format=fmt) as out,
-    ):
+    with atomic_write(path, overwrite=overwrite) as f, av.open(f, "w", format=fmt) as out:
         video = out.add_stream("libx264", rate=rate, options={"crf": str(crf)})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if rotation:
@@ -323,20 +321,6 @@ def _commit(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-@contextlib.contextmanager
-def _atomic_target(final: Path, *, overwrite: bool) -> Iterator[Path]:
-    """A temporary path next to ``final``, moved onto it if the block succeeds."""
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} already exists; pass overwrite=True to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(final)
-    try:
-        yield tmp
-        _commit(tmp, final)
-    finally:
-        _remove(tmp)
-
-
 # --------------------------------------------------------------------------------------
 # Plate and target background
 # --------------------------------------------------------------------------------------
@@ -377,7 +361,11 @@ def _load_plate(plate: Any, info: VideoInfo) -> torch.Tensor:
 
 
 def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale to cover (height, width) keeping the aspect ratio, then centre-crop."""
+    """Scale to cover (height, width) keeping the aspect ratio, then centre-crop.
+
+    The OpenCV twin of :func:`mattingkit.io.resize_to_cover`, for background images and
+    the background video's frames (once a frame, where OpenCV is several times faster).
+    """
     h, w = image.shape[:2]
     if (h, w) == (height, width):
         return image

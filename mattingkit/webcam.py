@@ -209,6 +209,20 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
 
 
+def _rgb_frames(frames: torch.Tensor | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """A (T, 3, H, W) float tensor in [0, 1] or a sequence of images -> RGB uint8 arrays."""
+    if isinstance(frames, torch.Tensor):
+        frames = [_to_uint8(f[None]) for f in frames]
+    return [_as_rgb_uint8(np.asarray(f)) for f in frames]
+
+
+def _rate(times_ms: Sequence[float]) -> float | None:
+    """Events per second over a window of ``perf_counter`` times in ms (None: too few)."""
+    if len(times_ms) >= 2 and times_ms[-1] > times_ms[0]:
+        return round(1000.0 * (len(times_ms) - 1) / (times_ms[-1] - times_ms[0]), 1)
+    return None
+
+
 def _parse_background(value: str) -> str:
     """Check a background choice: a name in BACKGROUNDS or a ``#rrggbb`` colour."""
     if value in BACKGROUNDS:
@@ -385,8 +399,7 @@ class ClipCamera:
         if isinstance(frames, torch.Tensor):
             if frames.ndim != 4 or frames.shape[1] != 3:
                 raise ValueError(f"frames must be (T, 3, H, W), got {tuple(frames.shape)}")
-            frames = [_to_uint8(f[None]) for f in frames]
-        self.frames = [_as_rgb_uint8(np.asarray(f)) for f in frames]
+        self.frames = _rgb_frames(frames)
         if not self.frames:
             raise ValueError("ClipCamera needs at least one frame")
         if fps < 0:
@@ -444,9 +457,7 @@ def write_y4m(path: str | Path, frames: torch.Tensor | Sequence[np.ndarray], fps
     """
     from mattingkit.io import atomic_write
 
-    if isinstance(frames, torch.Tensor):
-        frames = [_to_uint8(f[None]) for f in frames]
-    frames = [_as_rgb_uint8(np.asarray(f)) for f in frames]
+    frames = _rgb_frames(frames)
     if not frames:
         raise ValueError("write_y4m needs at least one frame")
     h, w = frames[0].shape[:2]
@@ -693,9 +704,9 @@ class WebcamMatting(anywidget.AnyWidget):
             listener(reply)
 
     def _update_fps(self) -> None:
-        times = [r["sent_ms"] for r in list(self.records)[-10:]]
-        if len(times) >= 2 and times[-1] > times[0]:
-            self.matting_fps = round(1000.0 * (len(times) - 1) / (times[-1] - times[0]), 1)
+        fps = _rate([r["sent_ms"] for r in list(self.records)[-10:]])
+        if fps is not None:
+            self.matting_fps = fps
         if self.source == "kernel":
             self.frames_dropped = self.mailbox.dropped
 
@@ -729,8 +740,9 @@ class WebcamMatting(anywidget.AnyWidget):
             )
             index += 1
             times.append(tick)
-            if len(times) >= 2 and times[-1] > times[0]:
-                self.camera_fps = round(1000.0 * (len(times) - 1) / (times[-1] - times[0]), 1)
+            fps = _rate(times)
+            if fps is not None:
+                self.camera_fps = fps
 
     def stop(self) -> None:
         """Stop the kernel-side camera reader (the worker keeps waiting for frames)."""

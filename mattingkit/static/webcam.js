@@ -40,7 +40,6 @@ function render({ model, el }) {
   const plateButton = element("button", { type: "button", class: "mk-plate" }, "Capture plate");
   const resetButton = element("button", { type: "button", class: "mk-reset" }, "Forget plate");
   bar.append(startButton, plateButton, resetButton);
-  const selects = {};
   for (const [trait, options] of Object.entries(CHOICES)) {
     const label = element("label", {}, trait === "mode" ? "view " : `${trait} `);
     const select = element("select", { class: `mk-${trait}` });
@@ -53,7 +52,6 @@ function render({ model, el }) {
     model.on(`change:${trait}`, () => (select.value = model.get(trait)));
     label.append(select);
     bar.append(label);
-    selects[trait] = select;
   }
   const status = element("div", { class: "mk-webcam-status", role: "status" });
   const stats = element("div", { class: "mk-webcam-stats" });
@@ -72,7 +70,7 @@ function render({ model, el }) {
     inFlight: new Map(), // id -> time sent (performance.now())
     cameraFrames: [], // times of recent camera frames
     results: [], // times of recent answers
-    roundTrips: [],
+    lastRoundTrip: 0, // ms
     sending: false,
     closed: false,
   };
@@ -92,10 +90,9 @@ function render({ model, el }) {
   function showStats() {
     const cameraFps = rate(state.cameraFrames);
     const mattingFps = rate(state.results);
-    const rtt = state.roundTrips.length ? state.roundTrips[state.roundTrips.length - 1] : 0;
     stats.textContent =
       `camera ${cameraFps.toFixed(1)} fps · matting ${mattingFps.toFixed(1)} fps · ` +
-      `round trip ${rtt.toFixed(0)} ms · in flight ${state.inFlight.size} · dropped ${model.get("frames_dropped")}`;
+      `round trip ${state.lastRoundTrip.toFixed(0)} ms · in flight ${state.inFlight.size} · dropped ${model.get("frames_dropped")}`;
     if (model.get("source") === "browser") {
       model.set("camera_fps", Math.round(cameraFps * 10) / 10);
       model.set("matting_fps", Math.round(mattingFps * 10) / 10);
@@ -192,9 +189,7 @@ function render({ model, el }) {
     if (message.kind === "matte") state.results.push(drawn);
     const report = { type: "drawn", id: message.id, draw_ms: drawn - arrived };
     if (sentAt !== undefined) {
-      report.round_trip_ms = arrived - sentAt;
-      state.roundTrips.push(report.round_trip_ms);
-      if (state.roundTrips.length > 30) state.roundTrips.shift();
+      report.round_trip_ms = state.lastRoundTrip = arrived - sentAt;
     }
     model.send(report);
     sendFrame(); // room for the next frame now
