@@ -535,6 +535,7 @@ class WebcamMatting(anywidget.AnyWidget):
         self._by_index: dict[int, dict[str, float]] = {}
         self._rebuild = False
         self._worker: threading.Thread | None = None
+        self._handling = False  # the worker is matting a frame right now
         self._reader: threading.Thread | None = None
         self._stop = threading.Event()
         self._listeners: list[Callable[[Reply], None]] = []
@@ -672,17 +673,18 @@ class WebcamMatting(anywidget.AnyWidget):
             frame = self.mailbox.get()
             if frame is None:  # closed
                 return
+            self._handling = True
             try:
                 if self._rebuild:
                     self._rebuild = False
                     self.handler.matter = _default_matter(self.weights, self.preset)
                     self.status = f"Using {self.weights} ({self.preset})."
-                reply = self.handler.handle(frame)
+                self._publish(self.handler.handle(frame))
             except Exception as error:  # show it in the widget instead of killing the thread
                 self.status = f"⚠ {type(error).__name__}: {error}"
                 self.send({"type": "dropped", "id": frame.index})
-                continue
-            self._publish(reply)
+            finally:
+                self._handling = False
 
     def _publish(self, reply: Reply) -> None:
         record = dict(reply.timings, index=float(reply.index), sent_ms=_now_ms())
@@ -778,7 +780,10 @@ class WebcamMatting(anywidget.AnyWidget):
                     and not self._reader.is_alive()
                     and self.mailbox._slot is None
                 ):
-                    time.sleep(0.2)  # the camera ended: let the worker finish the last frame
+                    # The camera ended: let the worker pick up the last frame and finish it.
+                    time.sleep(0.2)
+                    while self._handling and time.monotonic() < deadline and not done.wait(0.05):
+                        pass
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(
