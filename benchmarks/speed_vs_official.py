@@ -1,14 +1,17 @@
 """How fast is mattingkit compared with the official implementation? Ratios, measured fairly.
 
-For each backbone and resolution, up to four ways of running the same weights are timed:
+For each backbone and resolution, up to five ways of running the same weights are timed:
 
 * ``official``: ``BackgroundMattingV2.model.MattingRefine`` (PyPI ``backgroundmattingv2``);
 * ``eager``: mattingkit's ``MattingRefine``, plain NCHW fp32, exactly the official
   computation (its outputs must equal the official ones);
-* ``matter``: the model as :class:`mattingkit.Matter` runs it: channels-last memory,
-  ``torch.inference_mode`` and so the refiner's window path (chapter 04's cost model).
-  Its alpha may differ from the official one by float rounding; the mean difference of a
-  real ``Matter`` call is shown;
+* ``window``: channels-last and the refiner's window path, the refiner's stages run by its
+  modules and BatchNorm as separate layers (how ``Matter`` ran before the fast stages);
+* ``matter``: the model as :class:`mattingkit.Matter` runs it in fp32: channels-last,
+  ``torch.inference_mode``, the window path, the refiner's fast stages (BatchNorm folded,
+  upsampling composed into the convolutions) and, on a CPU, the base network's BatchNorm
+  folded into its convolutions. Equal to the official output within float rounding (the
+  mean and max alpha differences of a real ``Matter`` call are shown);
 * ``fast``: ``Matter(precision="auto")`` where that is not fp32: a bfloat16 copy of the
   model on a CPU with native bfloat16 (AVX-512 BF16 / AMX), fp16 autocast on CUDA. Its mean
   alpha difference from the official fp32 output is shown and must stay below 2e-3.
@@ -22,9 +25,20 @@ the absolute times are not. The refiner is also timed on its own (same inputs, c
 from a real pass) to split each pass into base network and refiner. On CUDA the passes are
 timed with CUDA events after a synchronisation.
 
+The header names the CPU, its SIMD flags and what torch really uses (ATen's dispatch level,
+oneDNN's instruction set, native bfloat16 or not). ``--isa avx2`` re-runs the script in a
+new process with oneDNN, ATen and MKL limited to AVX2 (the environment variables must be set
+before torch loads): the closest this machine gets to an AVX2-only laptop CPU; bfloat16 is
+then not native, so ``fast`` is not timed. On a busy machine ``--threads 1 --clock cpu``
+times each pass by the CPU time of the one thread that runs it, which other processes do
+not inflate (with two threads, a thread preempted by a neighbour stalls the other at every
+parallel region). The run ends with a Markdown table to paste.
+
 Usage (from the repository root)::
 
     python benchmarks/speed_vs_official.py                          # MobileNetV2 + ResNet-50, HD
+    python benchmarks/speed_vs_official.py --isa avx2               # as on an AVX2-only CPU
+    python benchmarks/speed_vs_official.py --threads 1 --clock cpu  # on a busy machine
     python benchmarks/speed_vs_official.py --backbone resnet101 --resolution HD 4K
     python benchmarks/speed_vs_official.py --backbone resnet50 --size 540x960 --repeats 20
     python benchmarks/speed_vs_official.py --device cuda --repeats 100   # compare with Table 3
@@ -37,18 +51,29 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import platform
+import os
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from mattingkit.inference import Matter
 from mattingkit.model import MattingRefine
-from mattingkit.profile import PAPER_SETTINGS, PAPER_TABLE3, FpsResult, time_forward
+from mattingkit.profile import (
+    AVX2_ENV,
+    PAPER_SETTINGS,
+    PAPER_TABLE3,
+    FpsResult,
+    describe_cpu,
+    time_forward,
+)
 from mattingkit.runtime import pick_device
 
-MODELS = ("official", "eager", "matter", "fast")
+MODELS = ("official", "eager", "window", "matter", "fast")
 
 
 class Comparison(NamedTuple):
@@ -63,6 +88,7 @@ class Comparison(NamedTuple):
     eager_difference: float  # max |eager - official| over pha and fgr
     matter_alpha_difference: float  # mean |matter alpha - official alpha|
     fast_alpha_difference: float | None = None  # the same for the "fast" Matter, if timed
+    matter_alpha_max_difference: float = 0.0  # max |matter alpha - official alpha|
 
     def speedup(self, name: str) -> float:
         """How many times faster than the official code (ratio of medians)."""
@@ -109,9 +135,9 @@ class RefinerTimer:
         self.inputs = inputs
         self._handle.remove()
 
-    def __call__(self) -> float:
+    def __call__(self, clock: Callable[[], float] = time.perf_counter) -> float:
         src, bgr, *rest = self.inputs
-        return time_forward(lambda s, b: self.refiner(s, b, *rest), src, bgr)
+        return time_forward(lambda s, b: self.refiner(s, b, *rest), src, bgr, clock)
 
 
 def frame_settings(
@@ -130,12 +156,13 @@ def compare(
     device: torch.device,
     warmup: int,
     repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Comparison:
     (height, width), scale, pixels = frame_settings(resolution, size, sample_pixels)
     official, eager = build_pair(backbone, scale, pixels)
     official, eager = official.to(device), eager.to(device)
 
-    def as_matter(precision: str) -> Matter:
+    def as_matter(precision: str, **options: bool) -> Matter:
         return Matter(
             copy.deepcopy(eager),
             device=device,
@@ -144,25 +171,36 @@ def compare(
             refine_mode="sampling",
             refine_sample_pixels=pixels,
             refine_prevent_oversampling=False,
+            **options,
         )
 
     matter, fast = as_matter("fp32"), as_matter("auto")
-    models = MODELS if fast.precision != "fp32" else MODELS[:3]
+    window = as_matter("fp32", fold_batchnorm=False)
+    window.model.refiner.fast_stages = False
+    models = [name for name in MODELS if name != "fast" or fast.precision != "fp32"]
     generator = torch.Generator().manual_seed(1)
     src = torch.rand(1, 3, height, width, generator=generator).to(device)
     bgr = torch.rand(1, 3, height, width, generator=generator).to(device)
 
     # Same computation first; the hooks keep each refiner's inputs for the split.
-    built = {"official": official, "eager": eager, "matter": matter.model, "fast": fast.model}
+    built = {
+        "official": official,
+        "eager": eager,
+        "window": window.model,
+        "matter": matter.model,
+        "fast": fast.model,
+    }
     timers = {name: RefinerTimer(built[name]) for name in models}
     with torch.inference_mode():
         pha_official, fgr_official = official(src, bgr)[:2]
         pha_eager, fgr_eager = eager(src, bgr)[:2]
+    window(src, bgr)  # (fills its refiner timer)
     matte = matter(src, bgr)
     eager_difference = max(
         (pha_official - pha_eager).abs().max().item(), (fgr_official - fgr_eager).abs().max().item()
     )
-    alpha_difference = (matte.pha.to(device) - pha_official).abs().mean().item()
+    alpha_error = (matte.pha.to(device) - pha_official).abs()
+    alpha_difference, alpha_max = alpha_error.mean().item(), alpha_error.max().item()
     fast_difference = None
     if "fast" in models:
         fast_difference = (fast(src, bgr).pha.to(device) - pha_official).abs().mean().item()
@@ -174,33 +212,35 @@ def compare(
             "not the same computation, not timing"
         )
 
-    # The Matter's model, as the Matter configured it (channels-last, its refine settings),
-    # timed like the others on inputs already in its layout (the paper times no conversion).
+    # The Matters' models, as the Matters configured them (channels-last, their refine
+    # settings), timed like the others on inputs already in their layout (the paper times no
+    # conversion).
     src_cl, bgr_cl = (x.contiguous(memory_format=torch.channels_last) for x in (src, bgr))
     passes = {
-        "official": lambda: time_forward(official, src, bgr),
-        "eager": lambda: time_forward(eager, src, bgr),
-        "matter": lambda: time_forward(matter.model, src_cl, bgr_cl),
+        "official": lambda: time_forward(official, src, bgr, clock),
+        "eager": lambda: time_forward(eager, src, bgr, clock),
+        "window": lambda: time_forward(window.model, src_cl, bgr_cl, clock),
+        "matter": lambda: time_forward(matter.model, src_cl, bgr_cl, clock),
     }
     if "fast" in models:
         src_fast, bgr_fast = fast._to_device(src), fast._to_device(bgr)
 
         def fast_pass() -> float:
             with fast._autocast():
-                return time_forward(fast.model, src_fast, bgr_fast)
+                return time_forward(fast.model, src_fast, bgr_fast, clock)
 
         fast_timer = timers["fast"]
 
-        def fast_refiner() -> float:
+        def fast_refiner(clock: Callable[[], float] = time.perf_counter) -> float:
             with fast._autocast():
-                return fast_timer()
+                return fast_timer(clock)
 
         passes["fast"] = fast_pass
         timers["fast"] = fast_refiner
     for _ in range(warmup):
         for name in models:
             passes[name]()
-            timers[name]()
+            timers[name](clock)
     times: dict[str, list[float]] = {name: [] for name in models}
     refiner_times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(repeats):
@@ -208,7 +248,7 @@ def compare(
         order = models[k:] + models[:k]  # rotate: nobody always runs first
         for name in order:
             times[name].append(passes[name]())
-            refiner_times[name].append(timers[name]())
+            refiner_times[name].append(timers[name](clock))
     precisions = {name: "float32" for name in models}
     precisions["fast"] = fast.precision
     results = {
@@ -225,6 +265,7 @@ def compare(
         eager_difference,
         alpha_difference,
         fast_difference,
+        alpha_max,
     )
 
 
@@ -241,7 +282,8 @@ def report(comparison: Comparison) -> None:
     print(
         f"{c.backbone} {width}x{height} ({c.resolution} settings, {c.sample_pixels:,} refined pixels)"
         f"; eager equals official to {c.eager_difference:.1e}, matter alpha to "
-        f"{c.matter_alpha_difference:.1e} (mean){paper_note}"
+        f"{c.matter_alpha_difference:.1e} (mean), {c.matter_alpha_max_difference:.1e} (max)"
+        f"{paper_note}"
     )
     if c.fast_alpha_difference is not None:
         print(
@@ -257,7 +299,53 @@ def report(comparison: Comparison) -> None:
         )
 
 
+def markdown_table(comparisons: list[Comparison], cpu: dict[str, str] | None) -> str:
+    """The run as a Markdown table, ready to paste into the README."""
+    names = [n for n in MODELS if any(n in c.results for c in comparisons)]
+    header = "| backbone | input | " + " | ".join(names) + " | refiner: official → matter |"
+    lines = [header, "|" + "---|" * (len(names) + 3)]
+    for c in comparisons:
+        cells = []
+        for name in names:
+            r = c.results.get(name)
+            if r is None:
+                cells.append("–")
+            elif name == "official":
+                cells.append(f"{r.median_ms:.0f} ms")
+            else:
+                bold = "**" if name in ("matter", "fast") else ""
+                cells.append(f"{r.median_ms:.0f} ms ({bold}×{c.speedup(name):.2f}{bold})")
+        refiner = f"{c.refiner_ms['official']:.0f} → {c.refiner_ms['matter']:.0f} ms"
+        height, width = c.size
+        lines.append(
+            f"| {c.backbone} | {width}×{height} | " + " | ".join(cells) + f" | {refiner} |"
+        )
+    if cpu is not None:
+        lines.append("")
+        lines.append(
+            f"{cpu['cpu']}; flags {cpu['flags']}; ATen {cpu['aten']}, oneDNN {cpu['onednn']}, "
+            f"native bf16 {cpu['native_bf16']}; limits {cpu['limits']}; {cpu['threads']} threads, "
+            f"torch {cpu['torch']}."
+        )
+    return "\n".join(lines)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def rerun_with_avx2(argv: list[str]) -> None:
+    """Run this script again in a new process with :data:`AVX2_ENV` set (torch reads it at load)."""
+    env = {**os.environ, **AVX2_ENV}
+    command = [sys.executable, os.path.abspath(__file__), *argv]
+    raise SystemExit(subprocess.call(command, env=env))
+
+
 def main(argv: list[str] | None = None) -> list[Comparison]:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--backbone",
@@ -278,6 +366,18 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per model")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: this thread's CPU time (needs --threads 1), not inflated by a busy machine",
+    )
+    parser.add_argument(
+        "--isa",
+        choices=["native", "avx2"],
+        default="native",
+        help="avx2: re-run with oneDNN, ATen and MKL limited to AVX2 (an AVX2-only CPU)",
+    )
     args = parser.parse_args(argv)
 
     for resolution in args.resolution:
@@ -288,16 +388,33 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
             parser.error(
                 f"{height}x{width} has fewer 4x4 patches than the {pixels // 16:,} to refine"
             )
+    if args.isa == "avx2" and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+        rerun_with_avx2(argv)
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu counts one thread's CPU time: use it with --threads 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device) if args.device else pick_device(verbose=False)
     if device.type not in ("cpu", "cuda"):
         parser.error(f"time on cpu or cuda, got {device}")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    cpu = describe_cpu() if device.type == "cpu" else None
+    if args.isa == "avx2" and cpu is not None and cpu["aten"] != "AVX2":
+        raise SystemExit(f"the AVX2 limit did not take effect: ATen runs {cpu['aten']}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"{datetime.date.today()}  {name or platform.machine()}  torch {torch.__version__}  "
-        f"threads {torch.get_num_threads()}  fp32, batch 1, median of {args.repeats}"
+        f"{datetime.date.today()}  {name}  torch {torch.__version__}  threads "
+        f"{torch.get_num_threads()}  fp32 inputs, batch 1, median of {args.repeats} "
+        f"({'CPU time of the thread' if args.clock == 'cpu' else 'wall clock'})  "
+        f"load average {load_average()}"
     )
+    if cpu is not None:
+        print(f"  CPU: {cpu['cpu']}; flags: {cpu['flags']}")
+        print(
+            f"  runs on: ATen {cpu['aten']}, oneDNN {cpu['onednn']}, native bf16 "
+            f"{cpu['native_bf16']} (Matter precision='auto' on this CPU: "
+            f"{'bf16' if cpu['native_bf16'] == 'yes' else 'fp32'}); limits: {cpu['limits']}"
+        )
     comparisons = []
     for resolution in args.resolution:
         for backbone in args.backbone:
@@ -309,9 +426,12 @@ def main(argv: list[str] | None = None) -> list[Comparison]:
                 device,
                 args.warmup,
                 args.repeats,
+                clock,
             )
             report(comparison)
             comparisons.append(comparison)
+    print(f"load average at the end: {load_average()}\n")
+    print(markdown_table(comparisons, cpu))
     return comparisons
 
 

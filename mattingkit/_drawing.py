@@ -30,18 +30,21 @@ _ONE = float(1 << _SHIFT)
 # Photo sources: real photographs that ship inside installed Python packages.
 # --------------------------------------------------------------------------------------
 
-# (name, package, path inside the package, use) -- "bg" backgrounds, "tex" foreground textures.
-_PHOTO_CATALOGUE: tuple[tuple[str, str, str, str], ...] = (
+# (name, package, path inside the package, uses) -- "bg" backgrounds, "tex" foreground textures
+# (clothes, objects: real photographic texture rather than drawn patterns).
+_PHOTO_CATALOGUE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # All public domain or CC0 (see assets/samples/README.md).
-    ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "tex"),
-    ("coffee", "skimage", "data/coffee.png", "bg"),
-    ("chelsea", "skimage", "data/chelsea.png", "bg"),
-    ("rocket", "skimage", "data/rocket.jpg", "bg"),
-    ("brick", "skimage", "data/brick.png", "bg"),
-    ("grass", "skimage", "data/grass.png", "bg"),
-    ("gravel", "skimage", "data/gravel.png", "bg"),
-    ("astronaut", "skimage", "data/astronaut.png", "tex"),
-    ("ihc", "skimage", "data/ihc.png", "tex"),
+    ("grace_hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", ("tex",)),
+    ("coffee", "skimage", "data/coffee.png", ("bg", "tex")),
+    ("chelsea", "skimage", "data/chelsea.png", ("bg", "tex")),
+    ("rocket", "skimage", "data/rocket.jpg", ("bg",)),
+    ("brick", "skimage", "data/brick.png", ("bg", "tex")),
+    ("grass", "skimage", "data/grass.png", ("bg", "tex")),
+    ("gravel", "skimage", "data/gravel.png", ("bg", "tex")),
+    ("motorcycle", "skimage", "data/motorcycle_left.png", ("bg",)),
+    ("camera", "skimage", "data/camera.png", ("bg",)),
+    ("astronaut", "skimage", "data/astronaut.png", ("tex",)),
+    ("ihc", "skimage", "data/ihc.png", ("tex",)),
 )
 
 
@@ -62,14 +65,15 @@ def _photos() -> dict[str, dict[str, np.ndarray]]:
     generator then falls back to procedural textures.
     """
     out: dict[str, dict[str, np.ndarray]] = {"bg": {}, "tex": {}}
-    for name, package, rel, use in _PHOTO_CATALOGUE:
+    for name, package, rel, uses in _PHOTO_CATALOGUE:
         root = _package_dir(package)
         if root is None or not (root / rel).is_file():
             continue
         image = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
         if image is None:
             continue
-        out[use][name] = np.ascontiguousarray(image[:, :, ::-1])
+        for use in uses:
+            out[use][name] = np.ascontiguousarray(image[:, :, ::-1])
     return out
 
 
@@ -79,7 +83,7 @@ def photo_sources() -> tuple[str, ...]:
     Chapter 01. Samples are bit-identical across machines that list the same sources.
     """
     photos = _photos()
-    return tuple(sorted([*photos["bg"], *photos["tex"]]))
+    return tuple(sorted({*photos["bg"], *photos["tex"]}))
 
 
 # --------------------------------------------------------------------------------------
@@ -311,14 +315,18 @@ def _strands(
     length: float,
     curl: float,
     gravity: float,
-    groups: int = 4,
+    groups: int = 6,
 ) -> np.ndarray:
     """Many thin hair strands as fractional alpha, float32 (H, W) in [0, 1].
 
     ``roots`` (N, 2) are start points and ``normals`` (N,) the outward angles. Each strand
-    is a random walk of 12 segments bent by ``curl`` and pulled down by ``gravity``, drawn
-    as a 1-px anti-aliased polyline whose brightness (0.25..1) plays the part of a
-    sub-pixel width. Some strands are long "flyaways".
+    is a random walk of 12 segments bent by ``curl`` and pulled down by ``gravity``; some
+    are long "flyaways". Strands are drawn at twice the resolution and area-averaged down,
+    so a 1-px line there covers half a pixel here: real hair is thinner than a pixel, and
+    its alpha is the share of the pixel it covers. Each group of strands gets its own
+    opacity (and some groups are twice as thick), and groups combine as independent
+    coverage, ``a = 1 - prod(1 - a_g)``: where strands cross, the hair thickens smoothly
+    towards opaque instead of clipping, which is what gives a hair outline its soft band.
     """
     n = len(roots)
     steps = 12
@@ -337,17 +345,30 @@ def _strands(
     pts = np.stack(
         [np.concatenate([roots[:, :1], xs], 1), np.concatenate([roots[:, 1:], ys], 1)], -1
     )
-    pts = np.round(pts * _ONE).astype(np.int32)
     out = np.zeros((h, w), np.float32)
+    if n == 0:
+        return out
+    # Draw only inside the strands' bounding box (in whole pixels), at twice the resolution.
+    x0 = int(np.clip(math.floor(pts[..., 0].min()) - 1, 0, w))
+    y0 = int(np.clip(math.floor(pts[..., 1].min()) - 1, 0, h))
+    x1 = int(np.clip(math.ceil(pts[..., 0].max()) + 2, 0, w))
+    y1 = int(np.clip(math.ceil(pts[..., 1].max()) + 2, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    fine = np.round((pts - np.array([x0, y0])) * (2 * _ONE)).astype(np.int32)
+    transparency = np.ones((y1 - y0, x1 - x0), np.float32)
     group_of = rng.integers(groups, size=n)
     for g in range(groups):
-        members = [pts[i].reshape(-1, 1, 2) for i in np.flatnonzero(group_of == g)]
+        members = [fine[i].reshape(-1, 1, 2) for i in np.flatnonzero(group_of == g)]
+        strength = rng.uniform(0.3, 1.0)
+        thickness = 2 if rng.random() < 0.3 else 1
         if not members:
             continue
-        canvas = _mask(h, w)
-        cv2.polylines(canvas, members, False, 255, 1, _AA, _SHIFT)
-        strength = rng.uniform(0.25, 1.0)
-        np.maximum(out, canvas.astype(np.float32) * (strength / 255.0), out=out)
+        canvas = np.zeros((2 * (y1 - y0), 2 * (x1 - x0)), np.uint8)
+        cv2.polylines(canvas, members, False, 255, thickness, _AA, _SHIFT)
+        cover = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        transparency *= 1.0 - cover.astype(np.float32) * (strength / 255.0)
+    out[y0:y1, x0:x1] = 1.0 - transparency
     return out
 
 
@@ -356,9 +377,9 @@ def _to_alpha(mask: np.ndarray) -> np.ndarray:
 
 
 def _texture_for(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
-    """Clothes / object texture: a tinted real photo crop (40 %) or a procedural pattern."""
+    """Clothes / object texture: a tinted real photo crop (55 %) or a procedural pattern."""
     photos = _photos()["tex"]
-    if photos and rng.random() < 0.4:
+    if photos and rng.random() < 0.55:
         names = sorted(photos)
         photo = _tinted_photo(rng, photos[names[int(rng.integers(len(names)))]], h, w)
         return np.clip(0.5 * photo + 0.5 * photo * base[None, None, :] * 1.6, 0.0, 1.0)
@@ -438,16 +459,21 @@ def _draw_face(canvas: np.ndarray, on_head, rh: float, tilt: float, skin: np.nda
 def _draw_person(
     rng: np.random.Generator, layers: _Layers, h: int, w: int, clothes: np.ndarray
 ) -> None:
-    """Stack the layers of a head-and-shoulders person onto ``layers``.
+    """Stack the layers of a person onto ``layers``: head and shoulders, or the whole body.
 
-    Back to front: long hair, torso, arms, neck and head, hair cap with strands, and
-    sometimes a translucent veil. An arm resting on the hip leaves a hole (background seen
-    between arm and body).
+    Back to front: long hair, legs and shoes (whole body), torso, arms, neck and head
+    (sometimes with glasses), hair cap with strands, sometimes a glass held in a hand and a
+    sheer scarf. An arm resting on the hip leaves a hole (background seen between arm and
+    body), and so does the gap between the legs.
     """
-    unit = h * rng.uniform(0.55, 1.15)
-    rh = 0.12 * unit  # head radius
+    whole_body = rng.random() < 0.4
+    if whole_body:  # a standing person about 7.5 heads tall, feet near the bottom
+        rh = h * rng.uniform(0.045, 0.065)
+        cy = h * rng.uniform(0.08, 0.18)
+    else:
+        rh = 0.12 * h * rng.uniform(0.55, 1.15)  # head radius
+        cy = h * rng.uniform(0.18, 0.45)
     cx = w * rng.uniform(0.3, 0.7)
-    cy = h * rng.uniform(0.18, 0.45)
     tilt = rng.uniform(-15, 15)
     lean = rng.uniform(-0.4, 0.4) * rh
     shoulder_y = cy + 1.5 * rh
@@ -481,12 +507,20 @@ def _draw_person(
             cv2.fillPoly(back, [poly], 255, _AA, _SHIFT)
         layers.over(hair_tex, _to_alpha(back))
 
-    # Torso: rounded shoulders plus a trunk down to (or past) the bottom of the frame.
-    torso = _mask(h, w)
     tx = cx + lean
-    _ellipse(torso, (tx, shoulder_y + 0.7 * rh), (shoulder_w, 0.85 * rh))
     waist = shoulder_w * rng.uniform(0.75, 1.05)
-    bottom = max(h * 1.05, shoulder_y + 5 * rh) if rng.random() < 0.85 else shoulder_y + 5 * rh
+    if whole_body:
+        hip_y = shoulder_y + rng.uniform(3.6, 4.2) * rh
+        bottom = hip_y + 0.3 * rh
+        _draw_legs(rng, layers, h, w, tx, hip_y, waist, rh, skin)
+    elif rng.random() < 0.85:
+        bottom = max(h * 1.05, shoulder_y + 5 * rh)
+    else:
+        bottom = shoulder_y + 5 * rh
+
+    # Torso: rounded shoulders plus a trunk down to the hips (or past the bottom of the frame).
+    torso = _mask(h, w)
+    _ellipse(torso, (tx, shoulder_y + 0.7 * rh), (shoulder_w, 0.85 * rh))
     poly = np.array(
         [_pt(tx - shoulder_w, shoulder_y + 0.7 * rh), _pt(tx - waist, bottom),
          _pt(tx + waist, bottom), _pt(tx + shoulder_w, shoulder_y + 0.7 * rh)],
@@ -501,6 +535,7 @@ def _draw_person(
     arm_tex = clothes_tex if sleeves else _shaded(rng, h, w, skin)
     arms = _mask(h, w)
     hands = _mask(h, w)
+    hand_points = []
     arm_w = 0.55 * rh * rng.uniform(0.8, 1.2)
     for side in (-1.0, 1.0):
         pose = rng.choice(["down", "akimbo", "raised", "none"], p=[0.35, 0.35, 0.15, 0.15])
@@ -519,10 +554,12 @@ def _draw_person(
             hand = (elbow[0] - side * rng.uniform(0.0, 0.8) * rh, elbow[1] - 2.0 * rh)
         _limb(arms, [(sx, sy), elbow, hand], arm_w)
         cv2.circle(hands, (round(hand[0]), round(hand[1])), max(1, round(0.33 * rh)), 255, -1, _AA)
+        if pose != "akimbo":
+            hand_points.append(hand)
     layers.over(arm_tex, _to_alpha(arms))
     layers.over(_shaded(rng, h, w, skin), _to_alpha(hands))
 
-    # Neck and head, with a face drawn into the skin colour.
+    # Neck and head, with a face drawn into the skin colour, sometimes behind glasses.
     head = _mask(h, w)
     _limb(head, [(cx, cy + 0.6 * rh), (cx + 0.5 * lean, shoulder_y + 0.3 * rh)], 0.8 * rh)
     _ellipse(head, (cx, cy), (0.82 * rh, rh), tilt)
@@ -534,6 +571,8 @@ def _draw_person(
     else:  # a drawn face
         _draw_face(face, on_head, rh, tilt, skin)
     layers.over(face, _to_alpha(head))
+    if rng.random() < 0.25:
+        _draw_glasses(rng, layers, h, w, on_head, rh, tilt)
 
     # A fringe in front (a crescent following the forehead), with strands and flyaways
     # growing from the hair's outline.
@@ -542,7 +581,7 @@ def _draw_person(
         _ellipse(cap, on_head(0, -0.12 * rh), (0.9 * rh * top, 1.0 * rh * top), tilt)
         _ellipse(cap, on_head(0, rng.uniform(0.2, 0.45) * rh), (0.8 * rh, 0.92 * rh), tilt, value=0)
         hair_alpha = _to_alpha(cap)
-        n = int(np.clip(rh * (12 if hair_style == "curly" else 8), 60, 900))
+        n = int(np.clip(rh * (16 if hair_style == "curly" else 12), 80, 1600))
         theta = rng.uniform(math.pi * 0.85, math.pi * 2.15, n)
         radius = rng.uniform(0.8, 1.0, n)
         dx = 0.98 * rh * top * np.cos(theta) * radius
@@ -557,25 +596,149 @@ def _draw_person(
         curl, gravity = (0.6, 0.3) if hair_style == "curly" else (0.15, 1.2)
         length = rh * (0.5 if hair_style == "curly" else rng.uniform(0.4, 1.2))
         strands = _strands(rng, h, w, roots, theta + rad, length, curl, gravity)
-        np.maximum(hair_alpha, strands, out=hair_alpha)
+        hair_alpha = 1.0 - (1.0 - hair_alpha) * (1.0 - strands)
         layers.over(hair_tex, hair_alpha)
 
-    # A translucent veil or glass hanging over one side of the silhouette.
+    if hand_points and rng.random() < 0.2:
+        hand = hand_points[int(rng.integers(len(hand_points)))]
+        _draw_held_glass(rng, layers, h, w, hand, rh)
     if rng.random() < 0.35:
-        veil = _mask(h, w)
-        side = rng.choice([-1.0, 1.0])
-        vx = tx + side * shoulder_w * rng.uniform(0.7, 1.3)
-        vy = shoulder_y + rng.uniform(-1.5, 1.5) * rh
-        _ellipse(
-            veil,
-            (vx, vy),
-            (rng.uniform(0.5, 1.2) * rh, rng.uniform(0.8, 2.0) * rh),
-            rng.uniform(-30, 30),
-        )
-        opacity = rng.uniform(0.15, 0.6)
-        tint = _jitter(rng, np.array([0.85, 0.9, 0.95], np.float32), 0.1)
-        veil_alpha = cv2.GaussianBlur(_to_alpha(veil), (0, 0), max(0.5, 0.03 * rh)) * opacity
-        layers.over(_shaded(rng, h, w, tint, 0.2), veil_alpha)
+        _draw_scarf(rng, layers, h, w, tx, shoulder_y, shoulder_w, rh)
+
+
+def _draw_legs(
+    rng: np.random.Generator,
+    layers: _Layers,
+    h: int,
+    w: int,
+    tx: float,
+    hip_y: float,
+    waist: float,
+    rh: float,
+    skin: np.ndarray,
+) -> None:
+    """Two legs from the hips to the feet, with shoes; the gap between them shows the floor."""
+    feet_y = min(hip_y + rng.uniform(7.0, 8.5) * rh, h * rng.uniform(0.9, 1.02))
+    stance = rng.uniform(0.0, 1.6) * rh
+    trousers = _texture_for(rng, h, w, _random_color(rng, rng.uniform(0.2, 0.8)) * 0.7)
+    shorts = rng.random() < 0.2
+    legs = _mask(h, w)
+    shins = _mask(h, w)
+    shoes = _mask(h, w)
+    knee_y = hip_y + 0.5 * (feet_y - hip_y)
+    for side in (-1.0, 1.0):
+        hip = (tx + side * waist * 0.5, hip_y - 0.3 * rh)
+        knee = (tx + side * (waist * 0.45 + 0.4 * stance), knee_y)
+        ankle = (tx + side * (waist * 0.4 + stance), feet_y - 0.35 * rh)
+        _limb(legs, [hip, knee], 1.05 * rh)
+        _limb(shins if shorts else legs, [knee, ankle], 0.8 * rh)
+        toe = ankle[0] + side * rng.uniform(0.0, 0.35) * rh
+        _ellipse(shoes, (toe, ankle[1] + 0.12 * rh), (0.55 * rh, 0.3 * rh))
+    layers.over(trousers, _to_alpha(legs))
+    if shorts:
+        layers.over(_shaded(rng, h, w, skin), _to_alpha(shins))
+    shoe_color = _random_color(rng, 0.4) * 0.35
+    layers.over(_shaded(rng, h, w, shoe_color, 0.3), _to_alpha(shoes))
+
+
+def _draw_glasses(
+    rng: np.random.Generator, layers: _Layers, h: int, w: int, on_head, rh: float, tilt: float
+) -> None:
+    """Eyeglasses: thin opaque rims and temples (past the head's outline when it turns), and
+    tinted lenses that let some of the face through."""
+    rims = _mask(h, w)
+    lenses = _mask(h, w)
+    thick = max(1, round(0.05 * rh))
+    axes = (0.27 * rh, 0.2 * rh)
+    for side in (-1.0, 1.0):
+        center = on_head(0.34 * rh * side, 0.05 * rh)
+        _ellipse(lenses, center, axes, tilt)
+        cv2.ellipse(
+            rims,
+            (round(center[0]), round(center[1])),
+            (max(1, round(axes[0])), max(1, round(axes[1]))),
+            tilt, 0, 360, 255, thick, _AA,
+        )  # fmt: skip
+        outer = on_head(side * 0.61 * rh, 0.0)
+        temple = on_head(side * rng.uniform(0.85, 1.0) * rh, -0.05 * rh)
+        cv2.line(rims, _round(outer), _round(temple), 255, thick, _AA)
+    bridge = (on_head(-0.08 * rh, 0.0), on_head(0.08 * rh, 0.0))
+    cv2.line(rims, _round(bridge[0]), _round(bridge[1]), 255, thick, _AA)
+    tint = _jitter(rng, np.array([0.55, 0.6, 0.65], np.float32), 0.15)
+    layers.over(_shaded(rng, h, w, tint, 0.5), _to_alpha(lenses) * rng.uniform(0.1, 0.45))
+    layers.over(_shaded(rng, h, w, _random_color(rng, 0.5) * 0.3, 0.2), _to_alpha(rims))
+
+
+def _draw_held_glass(
+    rng: np.random.Generator, layers: _Layers, h: int, w: int, hand, rh: float
+) -> None:
+    """A drinking glass in a hand: a nearly clear body (alpha 0.08-0.3), a stronger rim and a
+    highlight stripe, so the background shows through the subject."""
+    gw, gh = rng.uniform(0.5, 0.8) * rh, rng.uniform(0.9, 1.4) * rh
+    x0, y1 = hand[0] - gw / 2, hand[1] + 0.2 * rh
+    corners = [(x0, y1 - gh), (x0 + gw, y1 - gh), (x0 + 0.9 * gw, y1), (x0 + 0.1 * gw, y1)]
+    body = _mask(h, w)
+    cv2.fillPoly(body, [np.array([_pt(*c) for c in corners], np.int32)], 255, _AA, _SHIFT)
+    rim = _mask(h, w)
+    cv2.polylines(rim, [np.array([_round(c) for c in corners], np.int32)], True, 255,
+                  max(1, round(0.05 * rh)), _AA)  # fmt: skip
+    shine = _mask(h, w)
+    sx = x0 + rng.uniform(0.2, 0.35) * gw
+    cv2.line(shine, _round((sx, y1 - 0.9 * gh)), _round((sx, y1 - 0.2 * gh)), 255,
+             max(1, round(0.06 * rh)), _AA)  # fmt: skip
+    glass = _jitter(rng, np.array([0.8, 0.85, 0.85], np.float32), 0.05)
+    layers.over(_shaded(rng, h, w, glass, 0.3), _to_alpha(body) * rng.uniform(0.08, 0.3))
+    layers.over(_shaded(rng, h, w, glass * 0.8, 0.3), _to_alpha(rim) * rng.uniform(0.5, 0.9))
+    layers.over(np.ones((h, w, 3), np.float32), _to_alpha(shine) * rng.uniform(0.3, 0.7))
+
+
+def _draw_scarf(
+    rng: np.random.Generator,
+    layers: _Layers,
+    h: int,
+    w: int,
+    tx: float,
+    shoulder_y: float,
+    shoulder_w: float,
+    rh: float,
+) -> None:
+    """A sheer woven scarf over one side of the silhouette, with a fringe of loose threads.
+
+    Its alpha is the weave (threads a few pixels apart with gaps between them) times the
+    fabric's opacity, so the background shows through at a fine scale, as through a veil.
+    """
+    veil = _mask(h, w)
+    side = rng.choice([-1.0, 1.0])
+    vx = tx + side * shoulder_w * rng.uniform(0.7, 1.3)
+    vy = shoulder_y + rng.uniform(-1.5, 1.5) * rh
+    axes = (rng.uniform(0.5, 1.2) * rh, rng.uniform(0.8, 2.0) * rh)
+    angle = rng.uniform(-30, 30)
+    _ellipse(veil, (vx, vy), axes, angle)
+    period = rng.uniform(2.5, 6.0)
+    turn = math.radians(rng.uniform(0, 180))
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    u = xs * math.cos(turn) + ys * math.sin(turn)
+    v = -xs * math.sin(turn) + ys * math.cos(turn)
+    warp = 0.5 + 0.5 * np.cos(2 * math.pi * u / period)
+    weft = 0.5 + 0.5 * np.cos(2 * math.pi * v / period)
+    weave = 1.0 - (1.0 - 0.85 * warp**2) * (1.0 - 0.85 * weft**2)
+    soft = cv2.GaussianBlur(_to_alpha(veil), (0, 0), max(0.5, 0.03 * rh))
+    alpha = soft * weave * rng.uniform(0.3, 0.85)
+    # Loose threads hanging from the lower edge.
+    n = int(np.clip(rh * 2, 10, 200))
+    phi = rng.uniform(0.2 * math.pi, 0.8 * math.pi, n)  # the lower half of the ellipse
+    a = math.radians(angle)
+    ex, ey = axes[0] * np.cos(phi), axes[1] * np.sin(phi)
+    roots = np.stack([vx + ex * math.cos(a) - ey * math.sin(a),
+                      vy + ex * math.sin(a) + ey * math.cos(a)], 1)  # fmt: skip
+    fringe = _strands(rng, h, w, roots, np.full(n, math.pi / 2), 0.3 * rh, 0.1, 2.0, groups=3)
+    alpha = 1.0 - (1.0 - alpha) * (1.0 - 0.8 * fringe)
+    color = _random_color(rng, rng.uniform(0.2, 0.9)) * 0.6 + 0.35
+    layers.over(_texture_for(rng, h, w, color), alpha.astype(np.float32))
+
+
+def _round(point) -> tuple[int, int]:
+    return (round(point[0]), round(point[1]))
 
 
 def _draw_blobs(

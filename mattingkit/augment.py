@@ -9,7 +9,9 @@ The official ``dataset/augmentation.py`` and the training loops of ``train_base.
   is the same in every run and in every DataLoader worker
   (:class:`mattingkit.data.CompositionDataset` calls them);
 * :func:`augment_batch` is what the training loop does to a whole batch (shadow, noise, plate
-  colour jitter, plate misalignment) before composing ``src``: vectorised, on any device.
+  colour jitter, plate misalignment) before composing ``src``: vectorised, on any device;
+* :func:`camera_effects` (mattingkit's own, not in the official recipe) adds what real cameras
+  do on top: floor shadows, exposure and white-balance shifts, shot noise, JPEG.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as nnf
@@ -26,7 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mattingkit.io import resize_to_cover
 
-__all__ = ["augment_background", "augment_batch", "augment_foreground"]
+__all__ = ["augment_background", "augment_batch", "augment_foreground", "camera_effects"]
 
 Size = Union[int, tuple[int, int]]
 
@@ -275,6 +278,7 @@ def augment_batch(
     pha: torch.Tensor,
     bgr: torch.Tensor,
     generator: torch.Generator | None = None,
+    scene: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official in-loop augmentations; returns ``(src, bgr)`` for the network.
 
@@ -292,7 +296,9 @@ def augment_batch(
     5. plate misalignment, p 0.3: affine ±1°, translate 0.01.
 
     Pass a seeded ``torch.Generator`` for reproducible batches (one on the inputs' device
-    is fastest; a CPU generator also works with CUDA inputs).
+    is fastest; a CPU generator also works with CUDA inputs). ``scene`` is the background as
+    it was behind the subject when the frame was shot, if it differs from the plate ``bgr``
+    (:func:`camera_effects` passes one with a floor shadow); by default the plate itself.
     """
     if fgr.ndim != 4 or pha.ndim != 4 or bgr.ndim != 4:
         raise ValueError(
@@ -311,9 +317,13 @@ def augment_batch(
             f"fgr {tuple(fgr.shape)}, pha {tuple(pha.shape)} and bgr {tuple(bgr.shape)} must "
             "share batch size, height and width"
         )
+    if scene is not None and scene.shape != bgr.shape:
+        raise ValueError(
+            f"scene {tuple(scene.shape)} must have the plate's shape {tuple(bgr.shape)}"
+        )
     n, device = fgr.shape[0], fgr.device
     h, w = fgr.shape[-2:]
-    behind = bgr.clone()  # the scene behind the subject in the frame
+    behind = (bgr if scene is None else scene).clone()  # the scene behind the subject
 
     # 1. A shadow cast by the subject: in the frame only, never in the plate.
     coins = _rand(4 * n, generator, device).view(4, n)
@@ -342,4 +352,102 @@ def augment_batch(
     # 5. The camera moved a little between the plate and the frame.
     misalign_idx = (_rand(n, generator, device) < 0.3).view(n, 1, 1, 1)
     bgr = torch.where(misalign_idx, _random_affine_grid(bgr, generator, 1.0, 0.01), bgr)
+    return src, bgr
+
+
+# --------------------------------------------------------------------------------------
+# What a real camera adds on top (mattingkit's own, beyond the official recipe)
+# --------------------------------------------------------------------------------------
+
+
+def _ground_shadow(pha: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A shadow cast on the floor: the silhouette laid down about its lowest row.
+
+    (B, 1, H, W) alpha -> (B, 1, H, W) shadow strength in [0, 1]. The silhouette is
+    squashed (0.15-0.6: the floor seen at an angle), falls behind the subject or towards the
+    camera (below the feet, mirrored), is sheared sideways (±1.5) as a low light sends it,
+    and blurred by 1-3 % of the image, like a real penumbra; strength 0.25-0.65.
+    """
+    b, _, h, w = pha.shape
+    device, dtype = pha.device, pha.dtype
+    u = _rand(5 * b, generator, device).view(5, b, 1, 1)
+    rows = torch.arange(h, device=device, dtype=dtype)
+    occupied = pha.amax(dim=3)[:, 0] > 0.5  # (B, H): rows the subject covers
+    lowest = torch.where(occupied, rows, torch.full_like(rows, -1.0)).amax(dim=1)
+    lowest = torch.where(lowest < 0, torch.full_like(lowest, h - 1.0), lowest)
+    # In grid_sample's [-1, 1] units: output pixel (x, y) at height t above the floor along
+    # the shadow looks up the silhouette at (x - shear * t, floor - t).
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, h, device=device, dtype=dtype),
+        torch.linspace(-1, 1, w, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    floor = ((lowest * 2 + 1) / h - 1).view(b, 1, 1)
+    squash = 0.15 + 0.45 * u[0]
+    direction = torch.where(u[1] < 0.5, 1.0, -1.0).to(dtype)  # 1: behind, -1: towards us
+    shear = (u[2] * 2 - 1) * 1.5
+    t = (floor - ys) * direction / squash
+    grid = torch.stack([xs - shear * t * (h / w), floor - t], dim=-1)
+    shadow = nnf.grid_sample(pha, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    size = max(1, round(min(h, w) * (0.01 + 0.02 * float(u[3].mean()))))
+    shadow = _box_filter(_box_filter(shadow, size), size)  # two box passes: a soft penumbra
+    return shadow * (0.25 + 0.4 * u[4]).view(b, 1, 1, 1)
+
+
+def _jpeg(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """Each image of a (B, 3, H, W) batch through a JPEG round trip at its quality (OpenCV)."""
+    out = []
+    for image, quality in zip(images, qualities):
+        rgb = (image.detach().float().cpu().permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte()
+        bgr_order = np.ascontiguousarray(rgb.numpy()[:, :, ::-1])
+        ok, encoded = cv2.imencode(".jpg", bgr_order, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else bgr_order
+        out.append(torch.from_numpy(np.ascontiguousarray(decoded[:, :, ::-1])).permute(2, 0, 1))
+    return torch.stack(out).to(images.device, images.dtype) / 255.0
+
+
+def camera_effects(
+    fgr: torch.Tensor,
+    pha: torch.Tensor,
+    bgr: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`augment_batch` plus what a real camera changes between the plate and the frame.
+
+    Chapter 06. The official augmentations leave out effects that every real clip has; this
+    adds them, per sample, and returns ``(src, bgr)`` (the ground truth is unchanged):
+
+    1. a shadow cast on the floor (p 0.4, :func:`_ground_shadow`), in the frame only; it
+       darkens the scene multiplicatively (a shadow takes light away);
+    2. the official augmentations (:func:`augment_batch`) on that scene;
+    3. exposure and white balance that changed between the plate and the frame (p 0.5):
+       a gain of 0.85-1.15 and per-channel gains of ±6 % on the frame;
+    4. photon (shot) noise (p 0.3), whose variance grows with brightness, on both images;
+    5. JPEG compression (p 0.5, quality 55-95), on the frame and the plate separately, as
+       phones and webcams deliver them.
+    """
+    n, device = fgr.shape[0], fgr.device
+    coins = _rand(4 * n, generator, device).view(4, n, 1, 1, 1)
+    shadow = _ground_shadow(pha, generator)
+    scene = torch.where(coins[0] < 0.4, bgr * (1 - shadow), bgr)
+    src, bgr = augment_batch(fgr, pha, bgr, generator, scene=scene)
+    u = _rand(2 * n, generator, device).view(2, n, 1, 1, 1)
+    balance = 1 + (_rand(3 * n, generator, device).view(n, 3, 1, 1) * 2 - 1) * 0.06
+    shifted = (src * (0.85 + 0.3 * u[0]) * balance).clamp(0, 1)
+    src = torch.where(coins[1] < 0.5, shifted, src)
+    variance = 0.002 + 0.01 * u[1]  # per unit of brightness
+    for name in ("src", "bgr"):
+        image = src if name == "src" else bgr
+        noisy = (image + _randn_like(image, generator) * (image * variance).sqrt()).clamp(0, 1)
+        image = torch.where(coins[2] < 0.3, noisy, image)
+        if name == "src":
+            src = image
+        else:
+            bgr = image
+    compress = torch.nonzero(coins[3].flatten() < 0.5).flatten()
+    if len(compress):
+        qualities = (55 + 40 * _rand(2 * len(compress), generator, device)).round().tolist()
+        src, bgr = src.clone(), bgr.clone()
+        src[compress] = _jpeg(src[compress], qualities[: len(compress)])
+        bgr[compress] = _jpeg(bgr[compress], qualities[len(compress) :])
     return src, bgr

@@ -10,8 +10,11 @@ Examples::
 
 Errors print one line, ``mattingkit: error: ...``, and exit with status 2 (bad usage) or 1
 (the work failed: unreadable input, existing output, ...); ``--debug`` shows the traceback.
-Nothing is left behind by a failed run, and nothing existing is replaced without
-``--overwrite``.
+Arguments, input files and outputs are checked before torch is imported (seconds on a fast
+machine, minutes on a loaded one), so a typo fails at once. Nothing is left behind by a failed
+run, and nothing existing is replaced without ``--overwrite``. Weights named with
+``--weights``/``--backbone`` that cannot be downloaded are an error unless
+``--allow-fallback`` asks for the shipped model instead.
 """
 
 from __future__ import annotations
@@ -24,11 +27,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Only light modules here: everything that imports torch is imported inside the commands.
+from mattingkit._weights_names import resolve_name, unknown_name_message, unknown_weights_message
+from mattingkit.download import DownloadError
+from mattingkit.outputs import (
+    ALPHA_SUFFIXES,
+    OUTPUT_TYPES,
+    check_video_targets,
+    exists_message,
+    image_output_paths,
+    looks_like_colour,
+    output_paths,
+)
+
 __all__ = ["build_parser", "main"]
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-_ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}  # formats that can store a transparent cut-out
-_OUTPUT_TYPES = ("composite", "pha", "fgr", "err", "ref")
+_X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)  # fmt: skip
+_BACKGROUND_WORDS = ("transparent", "none", "rgba", "blur", "green")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +61,68 @@ def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, (KeyError,)) and text.startswith(("'", '"')):
         text = text[1:-1]  # KeyError quotes its message
+    if isinstance(error, FileExistsError):  # the library's words, in the command's terms
+        text = text.replace("overwrite=True", "--overwrite")
     return text
+
+
+def _download_failed(error: DownloadError) -> str:
+    """One line for weights a matting command could not download: what, why, what to do."""
+    tried = len(error.attempts)
+    sources = f"{tried} source{'s' if tried != 1 else ''} tried: " if tried else ""
+    return (
+        f"could not download {error.filename} ({sources}{error.reasons()}); save a copy "
+        f"downloaded by hand as {error.manual_path}, or pass --allow-fallback to matte with "
+        "mattingkit's shipped model instead"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _crf(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"H.264 quality runs from 0 to 51, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Checks made before the slow imports
+# --------------------------------------------------------------------------------------
+def _require_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file")
+
+
+def _check_background(value: str | None) -> None:
+    """A background that names a file must exist; colours and keywords are checked later."""
+    if value is None or value.lower() in _BACKGROUND_WORDS or looks_like_colour(value):
+        return
+    _require_file(Path(value), "background")
+
+
+def _check_weights(value: str | None) -> None:
+    """``--weights`` must be a registry name or an existing file."""
+    if value is None or resolve_name(value) is not None:
+        return
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the weights file inside it")
+    if not path.is_file():
+        raise FileNotFoundError(unknown_weights_message(value))
 
 
 # --------------------------------------------------------------------------------------
@@ -56,9 +134,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--weights",
         help="registry name (resnet50, resnet101, mobilenetv2, mattingkit, ...) or a weights "
         "file (state_dict or TorchScript); default: the shipped model, or with --backbone that "
-        "backbone's official weights (offline: the shipped model, with a warning)",
+        "backbone's official weights. Named weights that cannot be downloaded are an error "
+        "unless --allow-fallback is given",
     )
     group.add_argument("--backbone", choices=("resnet50", "resnet101", "mobilenetv2"))
+    group.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="when the named official weights cannot be downloaded, matte with mattingkit's "
+        "shipped MobileNetV2 instead (much lower quality; a warning says so)",
+    )
     group.add_argument(
         "--preset",
         choices=("auto", "hd", "4k"),
@@ -73,6 +158,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--align", action="store_true", help="align the plate to each frame (handheld camera)"
     )
+    group.add_argument(
+        "--clean-matte",
+        action="store_true",
+        help="clean each matte: keep only the subject's connected region and fill the holes "
+        "inside it (one subject in view; see mattingkit.cleanup)",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -80,12 +171,12 @@ def _add_output_options(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument(
         "--output-types",
         nargs="+",
-        choices=_OUTPUT_TYPES,
+        choices=OUTPUT_TYPES,
         default=["composite"],
         metavar="TYPE",
-        help="any of composite, pha (alpha), fgr (foreground), err (error map), ref "
-        "(refined patches); the first goes to -o, the others beside it as NAME_pha.EXT, ... "
-        "(default: composite)",
+        help="one or more of composite, pha, fgr, err, ref: the composite, the alpha matte, "
+        "the foreground, the error map, the refined 4×4 patches. The first goes to -o, the "
+        "others beside it as NAME_pha.EXT, ... (default: composite)",
     )
     parser.add_argument(
         "--background",
@@ -110,6 +201,7 @@ def _matter(args: argparse.Namespace) -> Any:
         )
         if value is not None
     }
+    named = args.weights is not None or args.backbone is not None
     return Matter(
         args.weights,
         backbone=args.backbone,
@@ -117,6 +209,7 @@ def _matter(args: argparse.Namespace) -> Any:
         device=args.device,
         precision=args.precision,
         align=args.align,
+        allow_fallback=args.allow_fallback or not named,  # the shipped model needs none
         **options,
     )
 
@@ -124,51 +217,50 @@ def _matter(args: argparse.Namespace) -> Any:
 # --------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------
-def _image_paths(output: Path, types: Sequence[str]) -> dict[str, Path]:
-    suffix = output.suffix.lower()
-    if suffix not in _IMAGE_SUFFIXES:
-        raise ValueError(
-            f"{output}: an image output needs one of the suffixes {sorted(_IMAGE_SUFFIXES)}"
-        )
-    if len(set(types)) != len(types):
-        raise ValueError(f"output types repeat: {list(types)}")
-    paths = {types[0]: output}
-    for kind in types[1:]:
-        paths[kind] = output.with_name(f"{output.stem}_{kind}{output.suffix}")
-    return paths
-
-
 def run_image(args: argparse.Namespace) -> int:
-    from mattingkit.io import read_image, write_image
-    from mattingkit.video import _output_array, _resolve_background
-
-    targets = _image_paths(args.output, args.output_types)
-    existing = [str(p) for p in targets.values() if p.exists()]
+    targets = image_output_paths(args.output, args.output_types)
+    _require_file(args.src, "image")
+    _require_file(args.bgr, "plate")
+    _check_background(args.background)
+    _check_weights(args.weights)
+    existing = [p for p in targets.values() if p.exists()]
     if existing and not args.overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite")
-    src, bgr = read_image(args.src), read_image(args.bgr)  # fail on bad input before loading
-    if src.shape != bgr.shape:
-        raise ValueError(
-            f"{args.src} is {src.shape[2]}x{src.shape[1]} but the plate {args.bgr} is "
-            f"{bgr.shape[2]}x{bgr.shape[1]} (W x H); the plate must show the same view"
-        )
+        raise FileExistsError(exists_message(existing))
+
+    from mattingkit.io import read_image, write_image
+    from mattingkit.video import _fit_plate, _output_array, _resolve_background
+
+    src = read_image(args.src)  # fail on bad input before loading the model
     height, width = src.shape[-2:]
-    transparent_ok = targets.get("composite", args.output).suffix.lower() in _ALPHA_SUFFIXES
+    bgr = _fit_plate(read_image(args.bgr), height, width, target=f"the photo {args.src}")
+    transparent_ok = targets.get("composite", args.output).suffix.lower() in ALPHA_SUFFIXES
     background = _resolve_background(args.background, transparent_ok, height, width, video_ok=False)
     matter = _matter(args)
     result = matter(src, bgr)
+    if args.clean_matte:
+        from mattingkit.cleanup import clean_result
+
+        result = clean_result(result)
     extra = background.value if background.kind == "image" else None
     for kind, path in targets.items():
         image = _output_array(kind, result, background, extra)
         write_image(path, image, overwrite=args.overwrite)
         print(f"Wrote {kind}: {path}")
     print(
-        f"Matted {width}x{height} with {matter.weights_name} on {matter.device} in {result.seconds * 1000:.0f} ms"
+        f"Matted {height}×{width} (H×W) with {matter.weights_name} on {matter.device} in "
+        f"{result.seconds * 1000:.0f} ms"
     )
     return 0
 
 
 def run_video(args: argparse.Namespace) -> int:
+    targets = output_paths(args.output, args.output_types)
+    _require_file(args.src, "video")
+    _require_file(args.bgr, "plate")
+    _check_background(args.background)
+    _check_weights(args.weights)
+    check_video_targets(targets, args.src, args.overwrite)
+
     from mattingkit.video import matte_video
 
     report = matte_video(
@@ -183,6 +275,7 @@ def run_video(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         encoder_preset=args.encoder_preset,
         crf=args.crf,
+        clean_matte=args.clean_matte,
     )
     print(report)
     return 0
@@ -210,6 +303,9 @@ class _LazyMatter:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    if resolve_name(args.name) is None:
+        raise KeyError(unknown_name_message(args.name))
+
     from mattingkit.pretrained import fetch_weights
 
     path = fetch_weights(args.name, cache_dir=args.cache_dir, progress=True)
@@ -219,11 +315,13 @@ def run_download(args: argparse.Namespace) -> int:
 
 def _parse_size(text: str) -> tuple[int, int]:
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
+        height, width = (int(v) for v in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 270x480, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"size must be H×W (height first), e.g. 270x480, got {text!r}"
+        ) from None
     if height < 4 or width < 4:
-        raise argparse.ArgumentTypeError(f"size must be at least 4x4, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be at least 4×4, got {text!r}")
     return height, width
 
 
@@ -253,8 +351,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
     model = speed_test_model(args.backbone, "HD")
     result = fps(model, size, device=device, warmup=args.warmup, repeats=args.repeats)
-    print(f"Speed at {size[1]}x{size[0]} (HD settings): {result}")
-    print(f"Paper (RTX 2080 Ti, 1920x1080): {paper.get('fps_hd', float('nan'))} fps")
+    print(f"Speed at {size[0]}×{size[1]} (H×W, HD settings): {result}")
+    print(f"Paper (RTX 2080 Ti, 1080×1920 H×W): {paper.get('fps_hd', float('nan'))} fps")
     return 0
 
 
@@ -313,13 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the clean plate: an image, or a video whose first frame is used",
     )
     _add_output_options(video, "video: .mp4, .mov, .mkv, or a folder for PNGs")
-    video.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    video.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     video.add_argument(
         "--encoder-preset",
         default="veryfast",
+        choices=_X264_PRESETS,
+        metavar="PRESET",
         help="libx264 preset: ultrafast ... veryslow (default veryfast)",
     )
-    video.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (18)")
+    video.add_argument(
+        "--crf", type=_crf, default=18, help="H.264 quality 0-51, lower is better (18)"
+    )
     video.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(video)
     video.set_defaults(func=run_video)
@@ -347,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone", default="mobilenetv2", choices=("resnet50", "resnet101", "mobilenetv2")
     )
     benchmark.add_argument(
-        "--size", type=_parse_size, help="HxW to time (default 1080x1920 on CUDA, 270x480 on CPU)"
+        "--size",
+        type=_parse_size,
+        help="H×W to time, height first (default 1080x1920 on CUDA, 270x480 on CPU)",
     )
     benchmark.add_argument("--device", default="auto")
     benchmark.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -375,7 +479,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as error:  # noqa: BLE001 -- one line for the user, traceback with --debug
             if args.debug:
                 raise
-            print(f"mattingkit: error: {_one_line(error)}", file=sys.stderr)
+            if isinstance(error, DownloadError) and args.command == "download":
+                # What the command is for: one line per source tried, then what to do.
+                print(f"mattingkit: error: {error}", file=sys.stderr)
+            elif isinstance(error, DownloadError) and error.attempts:
+                print(f"mattingkit: error: {_download_failed(error)}", file=sys.stderr)
+            else:
+                print(f"mattingkit: error: {_one_line(error)}", file=sys.stderr)
             return 1
     if args.debug:
         print(f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)

@@ -3,28 +3,32 @@
 ``python -m mattingkit.demo`` mattes the bundled sample (a synthetic portrait with exact
 ground truth) and prints how close the prediction is; ``--src``/``--bgr`` matte your own
 photo pair instead. Weights: the official release when it can be downloaded, otherwise
-mattingkit's own shipped MobileNetV2 (the download code says which one it used).
-Nothing existing is overwritten unless ``--overwrite`` is given.
+mattingkit's own shipped MobileNetV2 (the demo says which one it used).
+
+Running it again works: the demo records what it wrote in ``demo.json`` (a SHA-256 per
+file) and replaces only its own earlier outputs that are unchanged. If a file there was
+changed or made by someone else, it is kept: the default folder then moves on to the next
+free ``outputs/demo-2``, ``-3``, ...; a folder named with ``--out`` is refused unless
+``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
-import warnings
 from pathlib import Path
+from typing import Any
 
-import torch
+from mattingkit.download import DownloadError
 
-from mattingkit import matting, metrics
-from mattingkit.io import read_image, write_image
-from mattingkit.pretrained import load_pretrained, recommended_settings
-from mattingkit.runtime import pick_device
-from mattingkit.synthetic import load_sample
-
-GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
 OUTPUTS = ("pha.png", "fgr.png", "composite_green.png", "composite_blurred_plate.png", "rgba.png")
+#: What the demo wrote, so that a second run can tell its own files from yours.
+MANIFEST = "demo.json"
+DEFAULT_OUT = Path("outputs/demo")
+GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,30 +37,121 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--src", type=Path, help="a frame with the subject (default: bundled sample)"
     )
     parser.add_argument("--bgr", type=Path, help="the clean plate: same view, no subject")
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    parser.add_argument(
+        "--out", type=Path, help=f"output folder (default: {DEFAULT_OUT}, or the next free one)"
+    )
     parser.add_argument(
         "--weights",
         default="mobilenetv2",
-        help="registry name (resnet50, resnet101, mobilenetv2, mattingkit) or a local file",
+        help="registry name (resnet50, resnet101, mobilenetv2, mattingkit) or a local file; "
+        "official weights that cannot be downloaded are replaced by the shipped model",
     )
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs, even changed ones"
+    )
     args = parser.parse_args(argv)
     if (args.src is None) != (args.bgr is None):
         parser.error("give both --src and --bgr (the frame and its clean plate), or neither")
     return args
 
 
+# --------------------------------------------------------------------------------------
+# Which folder: the demo's own earlier outputs are replaced, nothing else is
+# --------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _recorded(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of what the demo wrote into ``folder`` (empty if unknown)."""
+    try:
+        record = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in record.get("files", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def not_ours(folder: Path) -> list[str]:
+    """The demo's output names in ``folder`` that hold something the demo did not write."""
+    recorded = _recorded(folder)
+    foreign = []
+    for name in OUTPUTS:
+        path = folder / name
+        if path.exists() and (not path.is_file() or recorded.get(name) != _sha256(path)):
+            foreign.append(name)
+    if (folder / MANIFEST).exists() and not recorded:
+        foreign.append(MANIFEST)  # a file of that name that is not the demo's record
+    return foreign
+
+
+def choose_folder(out: Path | None, overwrite: bool) -> tuple[Path, str | None]:
+    """The folder to write to, and a line explaining a move to another folder (or None).
+
+    Raises ``FileExistsError`` for a folder named with ``--out`` that holds files the demo
+    did not write (without ``--overwrite``).
+    """
+    if out is not None:
+        foreign = [] if overwrite else not_ours(out)
+        if foreign:
+            raise FileExistsError(
+                f"{out}/ holds files this demo did not write or that changed since "
+                f"({', '.join(foreign)}); pass --overwrite to replace them or --out to choose "
+                "another folder"
+            )
+        return out, None
+    if overwrite or not not_ours(DEFAULT_OUT):
+        return DEFAULT_OUT, None
+    foreign = not_ours(DEFAULT_OUT)
+    number = 2
+    while not_ours(candidate := DEFAULT_OUT.with_name(f"{DEFAULT_OUT.name}-{number}")):
+        number += 1
+    return candidate, (
+        f"{DEFAULT_OUT}/ holds files this demo did not write or that changed since "
+        f"({', '.join(foreign)}); they are kept, and this run writes to {candidate}/"
+    )
+
+
+def _write_record(folder: Path, files: dict[str, str], details: dict[str, Any]) -> None:
+    from mattingkit.io import atomic_write
+
+    record = {"written_by": "python -m mattingkit.demo", **details, "files": files}
+    with atomic_write(folder / MANIFEST, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+
+
+# --------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    existing = [name for name in OUTPUTS if (args.out / name).exists()]
-    if existing and not args.overwrite:
-        print(
-            f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace "
-            "them or --out to choose another folder",
-            file=sys.stderr,
-        )
+    try:
+        for path in (args.src, args.bgr):  # checked before the slow imports
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"image not found: {path}")
+        out, moved = choose_folder(args.out, args.overwrite)
+        return _run(args, out, moved)
+    except (OSError, ValueError, KeyError, DownloadError) as error:
+        text = " ".join(str(error).split()) or type(error).__name__
+        print(f"python -m mattingkit.demo: error: {text}", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
+    import warnings
+
+    import torch
+
+    from mattingkit import matting, metrics
+    from mattingkit.io import read_image, write_image
+    from mattingkit.pretrained import load_pretrained, recommended_settings
+    from mattingkit.runtime import pick_device
+    from mattingkit.synthetic import load_sample
+    from mattingkit.video import _fit_plate
+
+    if moved:
+        print(f"⚠ {moved}")
     device = torch.device(args.device) if args.device else pick_device()
     truth = None
     if args.src is None:
@@ -64,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         src, bgr = truth.src, truth.bgr
         print("Input: the bundled sample 'portrait' (synthetic, with exact ground truth)")
     else:
-        src, bgr = read_image(args.src), read_image(args.bgr)
+        src = read_image(args.src)
+        height, width = src.shape[-2:]
+        with warnings.catch_warnings(record=True) as caught:  # a plate of another size
+            warnings.simplefilter("always")
+            bgr = _fit_plate(read_image(args.bgr), height, width, target=f"the frame {args.src}")
+        for warning in caught:
+            print(f"⚠ {warning.message}")
         print(f"Input: {args.src} with plate {args.bgr}")
     height, width = src.shape[-2:]
 
@@ -77,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         model(src_b, bgr_b)  # warm-up, so the timing below is the model, not the first call
         start = time.perf_counter()
-        out = model(src_b, bgr_b)
+        result = model(src_b, bgr_b)
         seconds = time.perf_counter() - start
-    pha, fgr = out[0][0].cpu(), out[1][0].cpu()
-    print(f"Matted {width}x{height} on {device} in {seconds * 1000:.0f} ms")
+    pha, fgr = result[0][0].cpu(), result[1][0].cpu()
+    print(f"Matted {height}×{width} (H×W) on {device} in {seconds * 1000:.0f} ms")
 
     images = (
         pha,
@@ -89,11 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         matting.composite_on_blurred_plate(fgr, pha, bgr),
         torch.cat([fgr * (pha > 0), pha]),  # RGBA cut-out, as the official com.png
     )
-    results = dict(zip(OUTPUTS, images))
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, image in results.items():
-        write_image(args.out / name, image, overwrite=args.overwrite)
-    print(f"Wrote {', '.join(results)} to {args.out}/")
+    details = {"input": f"{args.src} + {args.bgr}" if truth is None else "the sample portrait"}
+    files = {} if args.overwrite else _recorded(out)
+    for name, image in zip(OUTPUTS, images):
+        write_image(out / name, image, overwrite=True)  # choose_folder made sure it may
+        files[name] = _sha256(out / name)
+        _write_record(out, files, details)  # after each file: an interrupted run stays ours
+    print(f"Wrote {', '.join(OUTPUTS)} to {out}/")
 
     if truth is not None:
         scores = metrics.to_paper_units(

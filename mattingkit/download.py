@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Union
 
+from mattingkit.outputs import exists_message
+
 __all__ = [
     "DownloadError",
     "UnsafeArchiveError",
@@ -72,6 +74,11 @@ class DownloadError(RuntimeError):
         self.filename = filename
         self.attempts = list(attempts)
         self.manual_path = manual_path
+
+    def reasons(self) -> str:
+        """Why the sources failed, each different reason once: ``"no network: ..."``."""
+        unique = dict.fromkeys(reason for _, reason in self.attempts)
+        return "; ".join(unique) or "no source is known for it"
 
 
 class UnsafeArchiveError(ValueError):
@@ -165,7 +172,9 @@ def default_downloader(
     """Download ``source`` to ``dest`` with gdown (Drive files, Drive folders, plain URLs).
 
     gdown keeps its own partial file next to ``dest`` and resumes it on the next call, and
-    ``timeout`` bounds every network wait, so an unreachable host fails in seconds.
+    ``timeout`` bounds every network wait, so an unreachable host fails in seconds. With
+    ``progress``, gdown announces a download (and draws its bar) only once the server has
+    answered, so nothing claims to be downloading when nothing is.
     """
     import gdown  # imported lazily: only needed when something is really downloaded
 
@@ -173,8 +182,10 @@ def default_downloader(
     folder = _FOLDER_RE.match(source)
     if folder:
         folder_id, name = folder.groups()
+        # Listing the folder is not the download: quiet, so that offline it prints nothing
+        # (gdown would write "Retrieving folder contents" before failing).
         listing = gdown.download_folder(
-            id=folder_id, skip_download=True, quiet=quiet, timeout=timeout
+            id=folder_id, skip_download=True, quiet=True, timeout=timeout
         )
         matches = [item for item in listing or [] if Path(item.path).name == name]
         if not matches:
@@ -298,8 +309,6 @@ def fetch(
         staging = final.with_name(f"{final.name}.{tag}.part")
         staging.unlink(missing_ok=True)  # a finished-but-unverified leftover: start over
         try:
-            if progress:
-                print(f"Downloading {filename} from {source}")
             downloader(source, staging)
             if not staging.exists():
                 raise _Rejected("the download produced no file")
@@ -325,17 +334,17 @@ def fetch(
 def _all_sources_failed(
     filename: str, final: Path, attempts: list[tuple[str, str]], sha256: str | None
 ) -> DownloadError:
+    """One line per failed source, then one line saying where a copy made by hand goes."""
     if attempts:
-        lines = [f"Could not download {filename}. Tried:"]
-        lines += [f"  - {source}\n      -> {reason}" for source, reason in attempts]
+        lines = [f"Could not download {filename}:"]
+        lines += [f"  {source}: {reason}" for source, reason in attempts]
     else:
         lines = [f"Could not download {filename}: no source (Drive id or URL) is known for it."]
-    lines.append("If you have a copy (download it in a browser from an address above), save it as")
-    lines.append(f"  {final}")
-    lines.append("and run this again: it will be found there without any download.")
-    if sha256:
-        lines.append(f"Its SHA-256 must start with {sha256.lower()}.")
-    lines.append("(Set the MATTINGKIT_HOME environment variable to use another folder.)")
+    check = f" (its SHA-256 must start with {sha256.lower()})" if sha256 else ""
+    lines.append(
+        f"A copy downloaded by hand is used if saved as {final}{check}; MATTINGKIT_HOME sets "
+        "the folder."
+    )
     return DownloadError("\n".join(lines), filename=filename, attempts=attempts, manual_path=final)
 
 
@@ -411,9 +420,7 @@ def extract_archive(archive: PathLike, target: PathLike, *, overwrite: bool = Fa
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
     if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} already exists; delete it or pass overwrite=True to replace it"
-        )
+        raise FileExistsError(exists_message([target]))
     if zipfile.is_zipfile(archive):
         extract = _extract_zip
     elif tarfile.is_tarfile(archive):

@@ -1,8 +1,11 @@
 """Check functions for the notebook exercises.
 
 Each ``check_*`` function runs a student's answer on a few cases, prints a friendly
-``✓`` or says exactly what is wrong (which case, expected vs got) and returns ``True``
-or ``False``; it never raises on a wrong answer, so a notebook keeps running.
+``✓`` or says exactly what is wrong (which case, expected vs got) and returns a
+:class:`CheckResult`; it never raises on a wrong answer, so a notebook keeps running.
+A ``CheckResult`` is truthy when the answer passed (``if check_x(...):`` and
+``assert check_x(...)`` work) but displays nothing as a cell's last value: the printed
+✓/✗ line is the feedback, not a stray ``True``/``False`` under it.
 
 Layout: shared helpers first (reuse them in new sections), then one section per
 chapter (``# --- Chapter NN ---``). Authors of later chapters append their section at
@@ -20,16 +23,39 @@ import torch
 # --- shared helpers -------------------------------------------------------------------------
 
 
-def passed(message: str) -> bool:
-    """Print a ✓ line and return True."""
+class CheckResult:
+    """The outcome of a check: truthy when it passed, invisible as a cell's output.
+
+    Jupyter displays the value of a cell's last expression; a check is usually that
+    expression, and its line is already printed, so ``_ipython_display_`` shows nothing.
+    """
+
+    __slots__ = ("ok", "message")
+
+    def __init__(self, ok: bool, message: str) -> None:
+        self.ok = ok
+        self.message = message
+
+    def __bool__(self) -> CheckResult:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.message}"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the check printed its ✓/✗ line already."""
+
+
+def passed(message: str) -> CheckResult:
+    """Print a ✓ line and return a passing (truthy) result."""
     print(f"✓ {message}")
-    return True
+    return CheckResult(True, message)
 
 
-def failed(message: str) -> bool:
-    """Print a ✗ line and return False."""
+def failed(message: str) -> CheckResult:
+    """Print a ✗ line and return a failing (falsy) result."""
     print(f"✗ {message}")
-    return False
+    return CheckResult(False, message)
 
 
 def describe(value: Any) -> str:
@@ -93,7 +119,7 @@ def check_against_reference(
     *,
     name: str,
     atol: float = 1e-5,
-) -> bool:
+) -> CheckResult:
     """Run ``fn`` and ``reference`` on each ``(description, args)`` case and compare."""
     for description, args in cases:
         got, error = call_student(fn, *args)
@@ -111,7 +137,7 @@ def _random(seed: int, *shape: int) -> torch.Tensor:
 # --- Chapter 01 -----------------------------------------------------------------------------
 
 
-def check_unknowns_per_pixel(n: int, known_background: bool = False) -> bool:
+def check_unknowns_per_pixel(n: int, known_background: bool = False) -> CheckResult:
     """Chapter 01: how many unknowns per pixel does matting have (with/without a plate)?"""
     expected = 4 if known_background else 7
     setting = "with a known background" if known_background else "from a single image"
@@ -135,7 +161,7 @@ def check_unknowns_per_pixel(n: int, known_background: bool = False) -> bool:
     return failed(f"Matting {setting}: {n} is not right. {hint}")
 
 
-def check_composite(fn: Callable[..., torch.Tensor]) -> bool:
+def check_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 01: ``fn(fgr, pha, bgr)`` must return ``α·F + (1 − α)·B``."""
     from mattingkit.matting import composite
 
@@ -162,7 +188,7 @@ def check_composite(fn: Callable[..., torch.Tensor]) -> bool:
     return check_against_reference(fn, composite, cases, name="composite")
 
 
-def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> bool:
+def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 01: ``fn(src1, src2, bgr1, bgr2)`` must return the exact alpha (…,1,H,W)."""
     from mattingkit.matting import composite
 
@@ -192,7 +218,7 @@ def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> bool:
 
 def check_residual_roundtrip(
     to_residual: Callable[..., torch.Tensor], to_foreground: Callable[..., torch.Tensor]
-) -> bool:
+) -> CheckResult:
     """Chapter 02: ``to_residual(fgr, src)`` = F − I and ``to_foreground(residual, src)``
     = clamp(I + residual, 0, 1), so that a round trip gives F back."""
     from mattingkit.matting import foreground_to_residual, residual_to_foreground
@@ -213,7 +239,7 @@ def check_residual_roundtrip(
         name="to_foreground",
     )
     if not ok:
-        return False
+        return ok
     residual, error = call_student(to_residual, fgr, src)
     back, error = (None, error) if error else call_student(to_foreground, residual, src)
     problem = error or mismatch(back, fgr)
@@ -222,7 +248,7 @@ def check_residual_roundtrip(
     return passed("round trip F → F − I → F is exact.")
 
 
-def check_upsampled_foreground(fn: Callable[..., torch.Tensor]) -> bool:
+def check_upsampled_foreground(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 02: ``fn(residual_small, src)`` upsamples the low-resolution residual to
     ``src``'s size (bilinear) and returns ``clamp(src + residual, 0, 1)``."""
     import torch.nn.functional as F
@@ -273,7 +299,7 @@ def _loss_cases(term: str) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
     return [("a random batch of 2 error maps", (_random(34, 2, 1, 8, 8), pred_pha, true_pha))]
 
 
-def check_loss(fn: Callable[..., torch.Tensor], term: str = "foreground_l1") -> bool:
+def check_loss(fn: Callable[..., torch.Tensor], term: str = "foreground_l1") -> CheckResult:
     """Chapter 05: compare a loss term written by hand with ``mattingkit.losses.<term>``.
 
     ``term`` is one of ``alpha_l1(pred_pha, true_pha)``,
@@ -330,7 +356,7 @@ def _meta_resnet_encoder() -> torch.nn.Module:
         return MattingBase("resnet50").backbone
 
 
-def check_deepest_size(fn: Callable[[int, int], Any]) -> bool:
+def check_deepest_size(fn: Callable[[int, int], Any]) -> CheckResult:
     """Chapter 03: ``fn(height, width)`` must return the (H, W) of the ResNet's ``out16`` map."""
     encoder = _meta_resnet_encoder()
     for height, width in ((512, 512), (270, 480), (135, 240), (1080, 1920), (17, 33)):
@@ -347,7 +373,7 @@ def check_deepest_size(fn: Callable[[int, int], Any]) -> bool:
     return passed("right on all sizes, odd ones included: output stride 16, rounding up.")
 
 
-def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> bool:
+def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> CheckResult:
     """Chapter 03: ``fn(in_channels, out_channels, kernel_size, bias)`` = parameters of a Conv2d."""
     cases = (
         (6, 64, 7, False),
@@ -371,7 +397,7 @@ def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> bool:
     return passed("conv parameters = out × in × k × k (+ out for the bias).")
 
 
-def check_split_outputs(fn: Callable[..., Any]) -> bool:
+def check_split_outputs(fn: Callable[..., Any]) -> CheckResult:
     """Chapter 03: ``fn(raw, src)`` turns (B, 37, H, W) into ``(pha, fgr, err, hid)``."""
     from mattingkit.model import split_outputs
 
@@ -395,7 +421,7 @@ def check_split_outputs(fn: Callable[..., Any]) -> bool:
 # --- Chapter 04 -----------------------------------------------------------------------------
 
 
-def check_patch_count(fn: Callable[[int, int, int], Any]) -> bool:
+def check_patch_count(fn: Callable[[int, int, int], Any]) -> CheckResult:
     """Chapter 04: ``fn(sample_pixels, height, width)`` = 4×4 patches refined in sampling mode."""
     from mattingkit.refiner import select_refinement_regions
 
@@ -416,7 +442,7 @@ def check_patch_count(fn: Callable[[int, int, int], Any]) -> bool:
     return passed("k = min(sample_pixels // 16, (H/4)·(W/4)) patches.")
 
 
-def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> bool:
+def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> CheckResult:
     """Chapter 04: ``fn(err, k)`` marks the k largest errors of each image with 1 (else 0)."""
     from mattingkit.refiner import select_refinement_regions
 
@@ -432,7 +458,7 @@ def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> bool:
     return check_against_reference(fn, reference, cases, name="select_worst")
 
 
-def check_macs_per_patch(n: Any) -> bool:
+def check_macs_per_patch(n: Any) -> CheckResult:
     """Chapter 04: multiply-accumulates of the refiner for ONE 4×4 patch (3×3 kernels)."""
     from mattingkit import MattingRefine
     from mattingkit.profile import gmacs_by_module
@@ -460,7 +486,7 @@ def check_macs_per_patch(n: Any) -> bool:
 # --- Chapter 06 -----------------------------------------------------------------------------
 
 
-def check_learning_rates(fn: Callable[[str, float], Any]) -> bool:
+def check_learning_rates(fn: Callable[[str, float], Any]) -> CheckResult:
     """Chapter 06: ``fn(stage, lr_scale)`` returns ``{submodule: learning rate}`` for a stage.
 
     The reference is :data:`mattingkit.train.OFFICIAL_LEARNING_RATES` times ``lr_scale``:
@@ -488,7 +514,7 @@ def check_learning_rates(fn: Callable[[str, float], Any]) -> bool:
     return passed("the parameter groups and rates match the official train_base/train_refine.")
 
 
-def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> bool:
+def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> CheckResult:
     """Chapter 06: ``fn(size, fraction)`` = pixels the refiner re-predicts in a size×size crop.
 
     ``fraction`` of the crop's pixels, rounded to whole 4×4 patches (a multiple of 16) and at
@@ -520,7 +546,7 @@ def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> bool:
     return passed("refine_sample_pixels agrees: the refiner sees the HD share of every crop.")
 
 
-def check_per_process_batch(fn: Callable[[int, int], Any]) -> bool:
+def check_per_process_batch(fn: Callable[[int, int], Any]) -> CheckResult:
     """Chapter 06: ``fn(global_batch, world_size)`` splits a batch over DDP processes.
 
     Return ``global_batch // world_size``; raise ``ValueError`` when it does not divide
@@ -555,7 +581,7 @@ def check_per_process_batch(fn: Callable[[int, int], Any]) -> bool:
 # --- Chapter 08 -----------------------------------------------------------------------------
 
 
-def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> bool:
+def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> CheckResult:
     """Chapter 08: ``fn(budget)`` -> the frame rate a one-frame-in-flight pipeline can reach.
 
     ``budget`` maps each stage to milliseconds. With one frame in flight the next frame
@@ -588,7 +614,7 @@ def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> bool:
     return passed("one frame in flight: the stages add up, and fps = 1000 / total ms.")
 
 
-def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> bool:
+def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> CheckResult:
     """Chapter 08: ``fn(camera_fps, matting_fps, seconds)`` -> frames dropped (latest wins).
 
     Every camera frame the model had no time for is dropped:
@@ -609,7 +635,7 @@ def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> bool:
 # --- Chapter 07 -----------------------------------------------------------------------------
 
 
-def check_preset_patches(fn: Callable[[str, int, int], Any]) -> bool:
+def check_preset_patches(fn: Callable[[str, int, int], Any]) -> CheckResult:
     """Chapter 07: ``fn(preset, height, width)`` = 4×4 patches refined with a preset.
 
     The presets are :data:`mattingkit.inference.PRESETS` (``"hd"``: 80,000 pixels, ``"4k"``:
@@ -634,7 +660,7 @@ def check_preset_patches(fn: Callable[[str, int, int], Any]) -> bool:
     return passed("HD refines 5,000 patches, 4K 20,000, capped by the patches a frame has.")
 
 
-def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> bool:
+def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> CheckResult:
     """Chapter 07: predicted GMac(4K) / GMac(HD) with the paper's settings, within 3%."""
     from mattingkit.paper import RESOLUTIONS
     from mattingkit.profile import gmacs, speed_test_model
@@ -660,7 +686,7 @@ def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> bool:
     )
 
 
-def check_naive_composite(fn: Callable[..., torch.Tensor]) -> bool:
+def check_naive_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 07: ``fn(src, pha, new_bgr)`` = the cut-out a plain mask tool makes: α·I + (1−α)·B'."""
 
     def reference(src: torch.Tensor, pha: torch.Tensor, new_bgr: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mattingkit.outputs import exists_message
+
 __all__ = ["atomic_write", "read_alpha", "read_image", "resize_to_cover", "write_image"]
 
 PathLike = Union[str, os.PathLike]
@@ -70,7 +72,7 @@ def atomic_write(
         raise ValueError(f"atomic_write supports mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(exists_message([path]))
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -84,7 +86,7 @@ def atomic_write(
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         if not overwrite and path.exists():  # appeared while we were writing
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+            raise FileExistsError(exists_message([path]))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -274,7 +276,7 @@ def write_image(
     if not suffix:
         raise ValueError(f"{path} has no suffix: add .png or .jpg so the format is known")
     if not overwrite and path.exists():
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise FileExistsError(exists_message([path]))
     array = _to_storable(_to_hwc_array(image), suffix)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in _JPEG_SUFFIXES else []
     try:
@@ -292,7 +294,7 @@ def write_image(
 # Fitting an image to a frame
 # --------------------------------------------------------------------------------------
 def resize_to_cover(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Scale ``image`` (…, C, h, w) to cover ``height`` x ``width``, then centre-crop. Chapter 01.
+    """Scale ``image`` (…, C, h, w) to cover ``height`` × ``width``, then centre-crop. Chapter 01.
 
     The aspect ratio is kept (no stretching): the image is scaled by the larger of the two
     ratios with antialiased bilinear filtering, so one side fits exactly and the other
@@ -304,7 +306,7 @@ def resize_to_cover(image: torch.Tensor, height: int, width: int) -> torch.Tenso
     if image.ndim < 3:
         raise ValueError(f"expected an image (…, C, H, W), got shape {tuple(image.shape)}")
     if height < 1 or width < 1:
-        raise ValueError(f"the target size must be positive, got {height}x{width} (HxW)")
+        raise ValueError(f"the target size must be positive, got {height}×{width} (H×W)")
     h, w = image.shape[-2:]
     scale = max(height / h, width / w)
     new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))

@@ -46,6 +46,7 @@ __all__ = [
     "gauss_gradient",
     "gauss_gradient_kernel",
     "grad",
+    "holes",
     "mse",
     "sad",
     "to_paper_units",
@@ -229,6 +230,21 @@ def mse(pred: ArrayLike, true: ArrayLike, trimap: ArrayLike | None = None) -> fl
     """
     p, t = _pair(pred, true)
     return _mean_over((p - t) ** 2, _region(trimap, p.shape))
+
+
+def holes(pred: ArrayLike, true: ArrayLike, trimap: ArrayLike | None = None) -> float:
+    """Share of the truly opaque subject that the prediction makes see-through (alpha < 0.5).
+
+    Chapter 06. A matte can score well in the trimap band and still cut a leg in two: that
+    error sits inside the subject, where the band-limited metrics do not look. The region is
+    where the true alpha is 1 (the ``trimap`` argument is accepted for the common signature
+    and ignored); 0 when the subject has no opaque pixel.
+    """
+    p, t = _pair(pred, true)
+    opaque = t >= 1.0 - 1e-3
+    if not opaque.any():
+        return 0.0
+    return float((p[opaque] < 0.5).mean())
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ we measured" always compares against the same figure.
 
 * :data:`RESOLUTIONS`: the two settings the paper recommends and measures (HD and 4K): frame
   size, ``backbone_scale`` and ``refine_sample_pixels``.
+* :func:`scaled_settings` / :func:`refine_pixels_for`: the same share of the frame refined at
+  any size (what ``Matter(preset="auto")``, the webcam and the video pipeline use).
 * :data:`TABLE3`: speed (fps on an RTX 2080 Ti, FP32, batch 1) and cost (GMac) per backbone
   and resolution.
 * :data:`TABLE4`: parameters and model size (MB, fp32) per backbone.
@@ -31,6 +33,10 @@ __all__ = [
     "Size",
     "Quality",
     "resolution_for",
+    "REFINE_SHARE",
+    "MIN_REFINE_PIXELS",
+    "refine_pixels_for",
+    "scaled_settings",
 ]
 
 
@@ -61,6 +67,47 @@ RESOLUTIONS: MappingProxyType[str, Resolution] = MappingProxyType(
 def resolution_for(height: int, width: int) -> str:
     """``"hd"`` up to 2048 x 2048, ``"4k"`` above: the rule of the official Colab."""
     return "hd" if height <= 2048 and width <= 2048 else "4k"
+
+
+#: The share of a frame's pixels the paper refines: 80,000 of 1920 x 1080 at HD and 320,000
+#: of 3840 x 2160 at 4K are the same 3.86 %.
+REFINE_SHARE = RESOLUTIONS["hd"].refine_sample_pixels / (
+    RESOLUTIONS["hd"].size[0] * RESOLUTIONS["hd"].size[1]
+)
+
+#: The fewest pixels :func:`refine_pixels_for` refines: 256 patches of 4 x 4, enough to follow
+#: an outline about 1,000 pixels long (the perimeter of a 320 x 240 frame). A subject's
+#: outline shrinks with the frame's side, not its area, so below about 0.1 megapixel the
+#: paper's share alone would leave part of the outline of a frame-filling subject unrefined.
+MIN_REFINE_PIXELS = 4_096
+
+
+def refine_pixels_for(height: int, width: int) -> int:
+    """Pixels to refine in a ``height x width`` frame: the paper's share of its area.
+
+    Chapter 04. :data:`REFINE_SHARE` (3.86 %) of the frame, in whole 4 x 4 patches, at least
+    :data:`MIN_REFINE_PIXELS`. Exactly the paper's 80,000 at 1920 x 1080 and 320,000 at
+    3840 x 2160; 11,856 at 640 x 480 instead of the HD preset's 80,000 (which is 26 % of
+    that frame, and all of a 320 x 240 one: the refiner then costs more than the base
+    network).
+    """
+    if int(height) != height or int(width) != width or height <= 0 or width <= 0:
+        raise ValueError(f"height and width must be positive integers, got {height} x {width}")
+    patches = round(int(height) * int(width) * REFINE_SHARE / 16)
+    return max(16 * patches, MIN_REFINE_PIXELS)
+
+
+def scaled_settings(height: int, width: int) -> dict[str, float]:
+    """``MattingRefine`` settings for any frame size: what ``Matter(preset="auto")`` uses.
+
+    Chapter 04. The backbone scale of :func:`resolution_for` (1/4 up to 2048 x 2048, 1/8
+    above) and :func:`refine_pixels_for`: at 1920 x 1080 and 3840 x 2160 exactly the paper's
+    settings, elsewhere the same share of the frame refined.
+    """
+    return {
+        "backbone_scale": RESOLUTIONS[resolution_for(height, width)].backbone_scale,
+        "refine_sample_pixels": refine_pixels_for(height, width),
+    }
 
 
 class Speed(NamedTuple):

@@ -6,7 +6,9 @@ to show a cut-out with its transparency visible, and :func:`overlay_mask` /
 :func:`overlay_patches` to mark regions such as the refiner's 4×4 patches.
 
 Accepted image layouts: torch tensors (3,H,W), (1,H,W), (H,W) or a batch of one
-(1,C,H,W); numpy arrays (H,W,3) or (H,W). Values are expected in [0, 1].
+(1,C,H,W); numpy arrays (H,W,3) or (H,W); PIL images. Floating-point values are expected
+in [0, 1]; 8-bit images (``uint8``, what cameras, video decoders and PIL give) are divided
+by 255 and 16-bit ones by 65535, so a frame looks the same whichever type it arrives in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "to_numpy_image",
+    "color_swatches",
     "image_grid",
     "show_images",
     "checkerboard",
@@ -33,10 +36,32 @@ __all__ = [
 ]
 
 
+# Full-scale value of the integer image types: an 8-bit frame's 255 is a float image's 1.0.
+_INTEGER_FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _as_unit_float(array: np.ndarray) -> np.ndarray:
+    """``array`` as float32 in the [0, 1] convention: integers scaled by their full scale."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype in _INTEGER_FULL_SCALE:
+        return array.astype(np.float32) / _INTEGER_FULL_SCALE[array.dtype]
+    if np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"cannot tell the value range of a {array.dtype} image: pass float values in [0, 1] "
+            "or an 8-bit (uint8) image"
+        )
+    return array.astype(np.float32, copy=False)
+
+
 def to_numpy_image(image: Any) -> np.ndarray:
-    """Any supported image as a numpy array, (H,W,3) for colour or (H,W) for one channel."""
+    """Any supported image as a float numpy array in [0, 1], (H,W,3) for colour or (H,W).
+
+    8-bit and 16-bit images are scaled to [0, 1] here, once, so that every helper below
+    (and :func:`image_grid`) shows a uint8 frame and its float version identically.
+    """
     if isinstance(image, torch.Tensor):
-        array = image.detach().float().cpu()
+        array = image.detach().cpu()
         if array.ndim == 4:
             if array.shape[0] != 1:
                 raise ValueError(
@@ -50,9 +75,12 @@ def to_numpy_image(image: Any) -> np.ndarray:
                     f"expected 1 or 3 channels first, (C, H, W), got {tuple(array.shape)}"
                 )
             array = array.permute(1, 2, 0)
+        if array.is_floating_point() and array.dtype != torch.float32:
+            array = array.float()  # numpy has no bfloat16; float16 is widened too
         array = array.numpy()
     else:
-        array = np.asarray(image, dtype=np.float32)
+        array = np.asarray(image)
+    array = _as_unit_float(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
@@ -68,19 +96,25 @@ def image_grid(
     size: float = 3.0,
     cmap: str = "gray",
     value_range: tuple[float, float] | None = (0.0, 1.0),
+    value_ranges: Sequence[tuple[float, float] | None] | None = None,
     colorbar: bool = False,
     suptitle: str | None = None,
 ) -> Figure:
     """Lay images out in a grid and return the figure (without showing it). Chapter 01.
 
     Single-channel images use ``cmap`` over ``value_range`` (``None``: each image's own
-    min…max, useful for loss maps); ``colorbar=True`` adds a scale to them.
+    min…max, useful for loss maps); ``value_ranges`` gives one range per image instead
+    (an alpha in [0, 1] beside an error map in [0, 0.2]); ``colorbar=True`` adds a scale.
+    Colour images are shown as they are (clipped to [0, 1]).
     """
     images = list(images)
     if not images:
         raise ValueError("no images to show")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+    if value_ranges is not None and len(value_ranges) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(value_ranges)} value ranges")
+    ranges = list(value_ranges) if value_ranges is not None else [value_range] * len(images)
     ncols = ncols or min(len(images), 4)
     nrows = -(-len(images) // ncols)
     arrays = [to_numpy_image(image) for image in images]
@@ -94,7 +128,7 @@ def image_grid(
             continue
         array = arrays[index]
         if array.ndim == 2:
-            vmin, vmax = value_range if value_range is not None else (None, None)
+            vmin, vmax = ranges[index] if ranges[index] is not None else (None, None)
             shown = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             if colorbar:
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
@@ -112,6 +146,45 @@ def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, **kw
     """Show images side by side (see :func:`image_grid` for the options). Chapter 01."""
     image_grid(images, titles, **kwargs)
     plt.show()
+
+
+def color_swatches(
+    colors: Sequence[Sequence[float]],
+    titles: Sequence[str],
+    *,
+    ramp: tuple[Sequence[float], Sequence[float], float] | None = None,
+    size: float = 2.2,
+) -> Figure:
+    """Flat colour squares side by side, plus an optional blend ramp. Chapter 01.
+
+    A flat colour is drawn as a filled square (a patch, not an image). ``ramp=(F, B, α)``
+    adds a strip showing ``a·F + (1 − a)·B`` for every ``a`` from 0 to 1, with ``α`` marked,
+    so the blend is seen as a whole line of colours and not one pixel.
+    """
+    if len(colors) != len(titles):
+        raise ValueError(f"got {len(colors)} colours but {len(titles)} titles")
+    panels = len(colors) + (ramp is not None)
+    widths = [1.0] * len(colors) + ([2.2] if ramp is not None else [])
+    figsize = (size * sum(widths), size + 0.9)
+    grid = {"width_ratios": widths}
+    fig, axes = plt.subplots(1, panels, figsize=figsize, squeeze=False, gridspec_kw=grid)
+    for ax, color, title in zip(axes[0], colors, titles):
+        rgb = tuple(float(np.clip(v, 0, 1)) for v in color)
+        ax.add_patch(plt.Rectangle((0, 0), 1, 1, facecolor=rgb, edgecolor="0.3"))
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    if ramp is not None:
+        fgr, bgr, alpha = ramp
+        weights = np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :, None]
+        strip = weights * np.asarray(fgr, np.float32) + (1 - weights) * np.asarray(bgr, np.float32)
+        ax = axes[0, -1]
+        ax.imshow(np.repeat(strip, 24, axis=0), extent=(0, 1, 0, 0.25), aspect="auto")
+        ax.axvline(alpha, color="k", lw=2)
+        ax.set(xlim=(0, 1), ylim=(0, 0.25), yticks=[], xlabel="α")
+        ax.set_title(f"I for every α from 0 (B) to 1 (F)\nline: α = {alpha:.2f}", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def checkerboard(height: int, width: int, square: int = 8) -> np.ndarray:
@@ -151,11 +224,13 @@ def overlay_patches(
     patch_size: int = 4,
     color: Sequence[float] = (1.0, 0.2, 0.2),
     opacity: float = 0.35,
+    borders: bool = True,
 ) -> np.ndarray:
     """Mark selected patches, e.g. the refiner's ``ref_sm`` map at 1/patch_size. Chapter 04.
 
     ``selected`` is (H/patch_size, W/patch_size) with 1 for a selected patch. Selected
-    patches are tinted and their borders drawn, so single 4×4 patches stay visible.
+    patches are tinted and (``borders=True``) outlined, so single 4×4 patches stay visible
+    on a whole frame; in a close-up, ``borders=False`` keeps the pixels under them readable.
     """
     base = to_numpy_image(image)
     grid = to_numpy_image(selected) > 0.5
@@ -170,9 +245,10 @@ def overlay_patches(
         )
     mask = mask[:height, :width]
     ys, xs = np.mgrid[:height, :width]
-    border = mask & ((ys % patch_size == 0) | (xs % patch_size == 0))
     tinted = overlay_mask(base, mask.astype(np.float32), color, opacity)
-    tinted[border] = np.asarray(color, dtype=np.float32)
+    if borders:
+        border = mask & ((ys % patch_size == 0) | (xs % patch_size == 0))
+        tinted[border] = np.asarray(color, dtype=np.float32)
     return tinted
 
 

@@ -36,6 +36,12 @@ from typing import Any, Callable, Union
 import torch
 from torch import nn
 
+from mattingkit._weights_names import (
+    SHIPPED_FILENAME,
+    resolve_name,
+    unknown_name_message,
+    unknown_weights_message,
+)
 from mattingkit.backbones import BACKBONES
 from mattingkit.download import DownloadError, fetch
 from mattingkit.paper import RESOLUTIONS, TABLE3, TABLE4, TABLE6, resolution_for
@@ -148,9 +154,6 @@ def _paper_figures(backbone: str) -> Mapping[str, float]:
     return MappingProxyType(figures)
 
 
-SHIPPED_FILENAME = "mattingkit_mobilenetv2_fp16.pth"
-
-
 def shipped_weights_path() -> Path:
     """Where mattingkit's own small model lives: ``<assets>/weights/<file>``. Chapter 06.
 
@@ -253,13 +256,6 @@ _ENTRIES = [
     ),
 ]  # fmt: skip
 _REGISTRY: dict[str, Weights] = {w.name: w for w in _ENTRIES}
-_ALIASES = {
-    "resnet50": "pytorch_resnet50",
-    "resnet101": "pytorch_resnet101",
-    "mobilenetv2": "pytorch_mobilenetv2",
-    "mattingkit": "mattingkit_mobilenetv2_fp16",
-    "shipped": "mattingkit_mobilenetv2_fp16",
-}
 
 
 def list_pretrained(kind: str | None = None) -> list[str]:
@@ -272,17 +268,10 @@ def get_weights(name: str) -> Weights:
 
     Chapter 03. Raises ``KeyError`` listing the valid names.
     """
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key in _REGISTRY:
+    key = resolve_name(name)
+    if key is not None:
         return _REGISTRY[key]
-    for weights in _REGISTRY.values():
-        if weights.filename.lower() == key:
-            return weights
-    raise KeyError(
-        f"no pretrained weights named {name!r}; choose one of {list_pretrained()} "
-        f"or an alias {sorted(_ALIASES)}"
-    )
+    raise KeyError(unknown_name_message(name))
 
 
 def recommended_settings(height: int, width: int) -> dict[str, float]:
@@ -586,10 +575,7 @@ def _resolve(name_or_path: Weights | PathLike) -> tuple[Weights | None, Path | N
         return None, path
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; pass the weights file inside it")
-    raise FileNotFoundError(
-        f"{str(name_or_path)!r} is neither a file nor a registry name; names: "
-        f"{list_pretrained()}, aliases: {sorted(_ALIASES)}"
-    )
+    raise FileNotFoundError(unknown_weights_message(name_or_path))
 
 
 def fetch_weights(
@@ -676,7 +662,9 @@ def load_pretrained(
         backbone: checked against the file; inferred from it when None.
         device: where the model goes (``"cpu"``, ``"cuda"``, ``runtime.pick_device()``).
         allow_fallback: if the official file cannot be downloaded (offline, Drive quota),
-            warn and return mattingkit's shipped MobileNetV2 instead (lower quality).
+            warn and return mattingkit's shipped MobileNetV2 instead (lower quality). On by
+            default so that every notebook runs offline; the ``mattingkit`` command turns it
+            off when you name weights, because a quiet swap would spoil real footage.
         downloader, cache_dir, progress: passed to :func:`mattingkit.download.fetch`.
         **model_kwargs: ``MattingRefine`` settings, e.g. ``backbone_scale=0.125,
             refine_sample_pixels=320_000`` for 4K (see :func:`recommended_settings`). For a
@@ -717,9 +705,8 @@ def load_pretrained(
                     f"{shipped}.",
                 )
             raise
-        reasons = "; ".join(reason for _, reason in error.attempts) or "no source"
         message = (
-            f"Could not fetch the official {weights.filename} ({reasons}). Using mattingkit's "
+            f"Could not fetch the official {weights.filename} ({error.reasons()}). Using mattingkit's "
             f"own MobileNetV2 instead (trained offline on synthetic data: lower quality). To "
             f"use the official weights, save a copy as {error.manual_path}."
         )

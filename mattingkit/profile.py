@@ -17,14 +17,20 @@ A convolution with ``C_in * k * k`` weights per output value and ``N`` output va
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
+import platform
 import statistics
+import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -43,6 +49,10 @@ __all__ = [
     "fps",
     "time_forward",
     "speed_test_model",
+    "AVX2_ENV",
+    "cpu_flags",
+    "onednn_isa",
+    "describe_cpu",
 ]
 
 #: The paper's Table 3 (RTX 2080 Ti, FP32, batch 1): (backbone, "HD" | "4K") -> (fps, GMac).
@@ -291,12 +301,19 @@ class FpsResult:
         )
 
 
-def time_forward(model: Any, src: torch.Tensor, bgr: torch.Tensor) -> float:
+def time_forward(
+    model: Any,
+    src: torch.Tensor,
+    bgr: torch.Tensor,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Milliseconds of one ``model(src, bgr)`` on the inputs' device, gradients off. Chapter 04.
 
     On CUDA the GPU is synchronised before and after and the pass is timed with CUDA events:
     kernels run asynchronously, so a plain clock would time the launches, not the work.
-    On CPU (and MPS, synchronised) ``time.perf_counter`` is used.
+    On CPU (and MPS, synchronised) ``clock`` is used: ``time.perf_counter`` (wall clock) by
+    default; ``time.thread_time`` with one torch thread counts only this thread's CPU time,
+    which other processes on a busy machine do not inflate.
     """
     device = src.device
     with torch.inference_mode():
@@ -312,11 +329,11 @@ def time_forward(model: Any, src: torch.Tensor, bgr: torch.Tensor) -> float:
                 return start.elapsed_time(end)
         if device.type == "mps":
             torch.mps.synchronize()
-        t0 = time.perf_counter()
+        t0 = clock()
         model(src, bgr)
         if device.type == "mps":
             torch.mps.synchronize()
-        return (time.perf_counter() - t0) * 1000.0
+        return (clock() - t0) * 1000.0
 
 
 def fps(
@@ -406,3 +423,105 @@ def fps(
         batch=batch,
         times_ms=tuple(times),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Which CPU, and which instructions torch really uses on it
+# --------------------------------------------------------------------------------------------
+
+#: Limits oneDNN (convolutions), ATen (element-wise and resampling kernels) and MKL (matrix
+#: products) to AVX2, as on most laptops and free cloud CPUs. Read when torch loads: set them
+#: in the environment of a new process (``benchmarks/speed_vs_official.py --isa avx2`` does).
+AVX2_ENV: dict[str, str] = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+
+# The /proc/cpuinfo flags that decide how fast the model runs on a CPU.
+_SIMD_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni",
+)  # fmt: skip
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of this CPU that matter here (from ``/proc/cpuinfo``; [] elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _SIMD_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def onednn_isa() -> str:
+    """The instruction set oneDNN dispatches to, and the kernel a 3x3 convolution runs on.
+
+    Asked of oneDNN itself: one small convolution runs with oneDNN's verbose log on, written
+    to a temporary file (the log goes to the C library's stdout), and the ``isa:`` and
+    implementation fields are read back, e.g. ``"Intel AVX2 (conv: brg_conv_fwd:avx2)"``.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return "oneDNN not available"
+    libc = ctypes.CDLL(None) if sys.platform != "win32" else None
+    isa, kernel = "unknown", "unknown"
+    with tempfile.TemporaryFile() as log:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        try:
+            with torch.no_grad(), torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                F.conv2d(torch.rand(1, 64, 32, 32), torch.rand(64, 64, 3, 3))
+        finally:
+            if libc is not None:
+                libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        for line in log.read().decode(errors="replace").splitlines():
+            fields = line.split(",")
+            if ",info,cpu,isa:" in line:
+                isa = line.split("isa:", 1)[1].strip()
+            elif ",exec,cpu,convolution," in line and len(fields) > 6:
+                kernel = fields[6]
+    return f"{isa} (conv: {kernel})"
+
+
+def describe_cpu() -> dict[str, str]:
+    """What a CPU benchmark should print beside its figures. Chapter 04.
+
+    The CPU model and core count, its SIMD flags, and what torch actually uses: ATen's
+    dispatch level (``torch.backends.cpu.get_cpu_capability()``), oneDNN's instruction set
+    (:func:`onednn_isa`), whether oneDNN runs bfloat16 natively (what ``Matter``'s
+    ``precision="auto"`` picks on a CPU), torch's threads, and any :data:`AVX2_ENV` limit set.
+    """
+    try:
+        native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native_bf16 = False
+    limits = {k: os.environ[k] for k in AVX2_ENV if k in os.environ}
+    return {
+        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical cores",
+        "flags": " ".join(cpu_flags()) or "unknown",
+        "aten": torch.backends.cpu.get_cpu_capability(),
+        "onednn": onednn_isa(),
+        "native_bf16": "yes" if native_bf16 else "no",
+        "threads": str(torch.get_num_threads()),
+        "limits": " ".join(f"{k}={v}" for k, v in limits.items()) or "none",
+        "torch": torch.__version__,
+    }

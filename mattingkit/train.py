@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from mattingkit import data
 from mattingkit import metrics as metric_functions
-from mattingkit.augment import augment_batch
+from mattingkit.augment import augment_batch, camera_effects
 from mattingkit.backbones import BACKBONES
 from mattingkit.checkpoint import (
     checkpoint_dir,
@@ -163,10 +163,23 @@ class TrainConfig:
     )
     steps: int = field(default=100, metadata=_help("total optimisation steps of this stage"))
     batch_size: int = field(default=4, metadata=_help("global batch size (split over processes)"))
-    size: int = field(default=128, metadata=_help("square training crop size in pixels"))
+    size: int = field(
+        default=128,
+        metadata=_help(
+            "square training crop size in pixels: a multiple of 4, at least 32; the refine "
+            "stage needs at least 32 / --backbone-scale (128 at the default 0.25)"
+        ),
+    )
     out: str = field(default="runs/train", metadata=_help("output folder"))
     resume: bool = field(
         default=False, metadata=_help("continue from the newest checkpoint in --out")
+    )
+    extend: bool = field(
+        default=False,
+        metadata=_help(
+            "with --resume: accept a --steps other than the checkpoint's; the learning-rate "
+            "schedule is recomputed for the new total from the checkpoint's step on"
+        ),
     )
     init: str | None = field(
         default=None,
@@ -194,6 +207,20 @@ class TrainConfig:
     augment: bool = field(
         default=True, metadata=_help("official batch augmentations (mattingkit.data)")
     )
+    camera_effects: bool = field(
+        default=False,
+        metadata=_help(
+            "add what real cameras do on top of the official augmentations: floor shadows, "
+            "exposure/white-balance shifts, shot noise, JPEG (mattingkit.augment.camera_effects)"
+        ),
+    )
+    exact_plate_share: float = field(
+        default=0.0,
+        metadata=_help(
+            "share of samples given an exact plate (no augmentation), so the model also learns "
+            "to use a perfect plate, not only to distrust a drifting one"
+        ),
+    )
     train_samples: int = field(
         default=0, metadata=_help("synthetic training pool size (0: a fresh sample for every slot)")
     )
@@ -201,6 +228,13 @@ class TrainConfig:
     refine_sample_fraction: float = field(
         default=HD_REFINE_FRACTION,
         metadata=_help("refine stage: share of crop pixels refined (default: the HD share, 3.9%%)"),
+    )
+    refine_random_share: float = field(
+        default=0.5,
+        metadata=_help(
+            "refine stage: share of the refined patches drawn at random instead of by error, "
+            "so the refiner also learns to leave easy patches alone (0: the official code)"
+        ),
     )
     device: str = field(
         default="auto", metadata=_help("'auto' (CUDA, MPS, CPU), 'cpu', 'cuda', ...")
@@ -265,6 +299,12 @@ class TrainConfig:
             raise ValueError(
                 f"--refine-sample-fraction must be in (0, 1]; got {self.refine_sample_fraction}"
             )
+        if not 0 <= self.exact_plate_share <= 1:
+            raise ValueError(f"--exact-plate-share must be in [0, 1]; got {self.exact_plate_share}")
+        if not 0 <= self.refine_random_share <= 1:
+            raise ValueError(
+                f"--refine-random-share must be in [0, 1]; got {self.refine_random_share}"
+            )
         if not self.lr_scale > 0:
             raise ValueError(f"--lr-scale must be positive; got {self.lr_scale}")
         if self.weight_decay < 0 or self.clip_grad_norm < 0:
@@ -281,6 +321,8 @@ class TrainConfig:
                 )
         if self.init is not None and not Path(self.init).is_file():
             raise ValueError(f"--init {self.init}: no such file")
+        if self.extend and not self.resume:
+            raise ValueError("--extend changes the total of a resumed run: add --resume")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -298,6 +340,12 @@ class TrainResult:
     validation: list[dict[str, Any]]
     checkpoint: Path | None
     weights: Path | None
+    start_step: int = 0  # where this call started: the checkpoint's step on --resume
+
+    @property
+    def steps_run(self) -> int:
+        """Steps this call ran (0: a resumed run that was already complete)."""
+        return self.steps - self.start_step
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,16 +442,19 @@ def build_model(config: TrainConfig) -> nn.Module:
     """Chapter 06. The network a stage trains: ``MattingBase`` or a sampling ``MattingRefine``.
 
     For the refine stage the number of refined pixels follows the crop: ``refine_sample_fraction``
-    of ``size**2`` (by default the share HD inference refines), at least 16 patches.
+    of ``size**2`` (by default the share HD inference refines), at least 16 patches, of which
+    ``refine_random_share`` are drawn at random while training (not only the hardest ones).
     """
     if config.stage == "base":
         return MattingBase(config.backbone)
-    return MattingRefine(
+    model = MattingRefine(
         config.backbone,
         backbone_scale=config.backbone_scale,
         refine_mode="sampling",
         refine_sample_pixels=refine_sample_pixels(config),
     )
+    model.refiner.train_random_share = config.refine_random_share  # used in train mode only
+    return model
 
 
 def refine_sample_pixels(config: TrainConfig) -> int:
@@ -495,9 +546,9 @@ def validation_samples(
 
     The seeds (``VALIDATION_SEED + i``) are far from every training seed. By default ``src`` is
     the exact composite over the background and ``bgr`` is that same clean plate. With
-    ``perturb=True`` the pair goes through the training augmentations
-    (:func:`mattingkit.augment.augment_batch`, seeded per sample): shadows, noise, a plate whose
-    colours and position drift, as with a real camera.
+    ``perturb=True`` the pair goes through the training augmentations and what real cameras add
+    (:func:`mattingkit.augment.camera_effects`, seeded per sample): shadows on the floor, noise,
+    JPEG, exposure that changed, a plate whose colours and position drift.
     """
     samples = []
     for i in range(count):
@@ -506,7 +557,7 @@ def validation_samples(
         if perturb:
             generator = torch.Generator().manual_seed(VALIDATION_SEED + i)
             src, bgr = (
-                x[0] for x in augment_batch(s.fgr[None], s.pha[None], s.bgr[None], generator)
+                x[0] for x in camera_effects(s.fgr[None], s.pha[None], s.bgr[None], generator)
             )
         samples.append({"src": src, "bgr": bgr, "fgr": s.fgr, "pha": s.pha})
     return samples
@@ -583,11 +634,19 @@ def _make_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(src, bgr, true_fgr, true_pha)``: augmented (official recipe) or a plain composite."""
     fgr, pha, bgr = batch["fgr"], batch["pha"], batch["bgr"]
-    if config.augment:
-        src, bgr = augment_batch(fgr, pha, bgr, generator=generator)
-        return src, bgr, fgr, pha
-    src = pha * fgr + (1 - pha) * bgr
-    return src, bgr, fgr, pha
+    exact = pha * fgr + (1 - pha) * bgr
+    if not config.augment:
+        return exact, bgr, fgr, pha
+    augment = camera_effects if config.camera_effects else augment_batch
+    src, plate = augment(fgr, pha, bgr, generator=generator)
+    if config.exact_plate_share > 0:
+        keep = (
+            torch.rand(len(src), generator=generator, device=generator.device)
+            < config.exact_plate_share
+        )
+        keep = keep.to(src.device).view(-1, 1, 1, 1)
+        src, plate = torch.where(keep, exact, src), torch.where(keep, bgr, plate)
+    return src, plate, fgr, pha
 
 
 def _recalibration_batches(
@@ -814,11 +873,79 @@ def train(
     dist_info = _setup_distributed(config.device)
     try:
         run = _start_or_resume(config, dist_info, callbacks)
+        if run.start_step >= config.steps:
+            return _already_complete(run)
         step, last_checkpoint, seconds = _run_steps(run)
         return _finish(run, step, last_checkpoint, seconds)
     finally:
         if dist_info.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_resumed_steps(
+    config: TrainConfig, planned: int, checkpoint: dict[str, Any], path: Path
+) -> None:
+    """A resumed run keeps the checkpoint's ``--steps`` unless ``--extend`` says otherwise.
+
+    The learning-rate schedule (cosine decay, warm-up) is a function of the total, so a new
+    total silently changes the rate of every remaining step: refused without ``--extend``.
+    """
+    step = int(checkpoint["step"])
+    if config.steps == planned:
+        return
+    if not config.extend:
+        where = (
+            f"it finished all {planned}"
+            if step >= planned
+            else f"it is at step {step}; pass --steps {planned} to finish it as planned"
+        )
+        raise ValueError(
+            f"cannot resume {path} with --steps {config.steps}: that run was planned for "
+            f"--steps {planned} and its learning-rate schedule depends on the total ({where}); "
+            f"add --extend to continue to step {config.steps} with the schedule recomputed for "
+            f"{config.steps} steps"
+        )
+    if config.steps <= step:
+        raise ValueError(
+            f"cannot resume {path} with --steps {config.steps} --extend: it is already at step "
+            f"{step}; give a --steps larger than {step}"
+        )
+
+
+def _replan_schedule(run: _Run, planned: int) -> str:
+    """Put the learning rate on the schedule of the new total at once; say what changed."""
+    config, step = run.config, run.start_step
+    before = run.optimizer.param_groups[0]["lr"]
+    factor = _lr_factor(config)
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        group["lr"] = base * factor(step)
+    after = run.optimizer.param_groups[0]["lr"]
+    change = (
+        f"the {config.schedule} learning-rate schedule is recomputed for {config.steps} steps: "
+        f"at step {step} the backbone's rate goes from {before:.3g} to {after:.3g}"
+        if before != after
+        else f"the learning rate stays {after:.3g} ({config.schedule} schedule)"
+    )
+    return f"--extend: planned for {planned} steps, now {config.steps}; {change}"
+
+
+def _already_complete(run: _Run) -> TrainResult:
+    """A resumed run whose checkpoint is already at ``steps``: nothing to train or rewrite.
+
+    Only ``model.pth`` is written, if a run was stopped between its last checkpoint and the
+    weights file; the history and the checkpoints stay as the finished run left them.
+    """
+    weights = run.out / "model.pth"
+    if run.is_main and not weights.is_file():
+        with atomic_write(weights) as f:
+            torch.save(run.model.state_dict(), f)
+    if run.dist_info.enabled:
+        dist.barrier()
+    run.model.eval()
+    return TrainResult(
+        run.model, run.config, run.start_step, 0.0, run.history, run.validation,
+        run.resume_from, weights, start_step=run.start_step,
+    )  # fmt: skip
 
 
 def _start_or_resume(config: TrainConfig, dist_info: _Dist, callbacks: Sequence[Callable]) -> _Run:
@@ -855,6 +982,7 @@ def _start_or_resume(config: TrainConfig, dist_info: _Dist, callbacks: Sequence[
                     f"cannot resume {resume_from}: it was trained with --{key.replace('_', '-')} "
                     f"{saved.get(key)!r}, this run asks for {getattr(config, key)!r}"
                 )
+        _check_resumed_steps(config, int(saved.get("steps", config.steps)), checkpoint, resume_from)
         model.load_state_dict(checkpoint["model"])
         notes.append(f"resuming from {resume_from} (step {checkpoint['step']})")
     elif config.init is not None:
@@ -892,6 +1020,9 @@ def _start_or_resume(config: TrainConfig, dist_info: _Dist, callbacks: Sequence[
         run.history = list(checkpoint.get("history", []))
         run.validation = list(checkpoint.get("validation", []))
         restore_rng_states(checkpoint["rng"])
+        planned = int(checkpoint["config"].get("steps", config.steps))
+        if planned != config.steps:  # --extend, checked above
+            notes.append(_replan_schedule(run, planned))
 
     if dist_info.enabled:
         run.net = nn.parallel.DistributedDataParallel(
@@ -1006,8 +1137,9 @@ def _finish(run: _Run, step: int, last_checkpoint: Path | None, seconds: float) 
         dist.barrier()
     run.model.eval()
     return TrainResult(
-        run.model, config, step, seconds, run.history, run.validation, last_checkpoint, weights
-    )
+        run.model, config, step, seconds, run.history, run.validation, last_checkpoint, weights,
+        start_step=run.start_step,
+    )  # fmt: skip
 
 
 def _recalibration_batches_of(run: _Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -1062,15 +1194,16 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if f.type in ("bool", bool):
+            help_text = f"{help_text} (default: {'on' if f.default else 'off'})"
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
             )
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         default = f.default
-        parser.add_argument(
-            flag, type=kind, default=default, help=f"{help_text} (default: {default})"
-        )
+        if "(default:" not in help_text:  # some fields say their default in words
+            help_text = f"{help_text} (default: {default})"
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
     return parser
 
 
@@ -1086,16 +1219,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = train(config)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
-        last = result.validation[-1] if result.validation else {}
-        print(
-            f"done: {result.steps} steps in {result.seconds:.1f}s; weights {result.weights}; "
-            + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step"),
-            flush=True,
-        )
+        print(_summary(result), flush=True)
     return 0
+
+
+def _summary(result: TrainResult) -> str:
+    """The last line of a run: what this call did, not what the run did in total."""
+    last = result.validation[-1] if result.validation else {}
+    scores = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+    if result.steps_run == 0:
+        return (
+            f"already complete at step {result.steps} of {result.config.steps}; nothing to do "
+            f"(weights: {result.weights}; to train longer, add --extend with a larger --steps)"
+        )
+    ran = f"{result.steps_run} steps"
+    if result.start_step:  # resumed: this call ran only the rest
+        ran = f"steps {result.start_step + 1}-{result.steps} ({ran})"
+    return f"done: {ran} in {result.seconds:.1f} s; weights {result.weights}" + (
+        f"; {scores}" if scores else ""
+    )
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ when it crashes. :func:`matte_video` fixes each of these:
 * **Nothing lost.** Frames are counted as they are decoded (the container's count is only a
   hint for the progress bar) and the report checks frames in == frames out. Each frame keeps
   its own timestamp and the stream its time base and frame rate (variable frame rate
-  survives), the display matrix (phone videos stay upright) is copied, and the source's
-  audio packets are copied into every video output unchanged (re-encoded to AAC only when
-  the output container cannot hold the codec; the report says which).
+  survives; a PNG sequence gets a ``timestamps.csv`` beside its frames), the display matrix
+  (phone videos stay upright) is copied, and the source's audio packets are copied into every
+  video output unchanged (re-encoded to AAC only when the output container cannot hold the
+  codec; the report says which).
 * **Atomic outputs.** Everything is written to hidden ``.NAME.partial-XXXX`` files or folders
   next to the targets and renamed only when every output is complete: a crash or Ctrl-C
   never leaves a half-written file under the final name. Existing outputs are refused up
   front (all of them, before any work) unless ``overwrite=True``.
 
-The plate is a still image (a photo, an array, or a video whose first frame is used). The
+The plate is a still image (a photo, an array, or a video whose first frame is used); one of
+another size is scaled to the video's, with a warning (see :func:`_fit_plate`). The
 target background of the composite is a colour, an image, ``"blur"`` (the blurred plate),
 or another video (looped when shorter than the source). Frames are matted one at a time,
 as stored (a rotated phone video is matted sideways and played upright). Only the first
@@ -42,6 +44,7 @@ import secrets
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -54,8 +57,18 @@ import numpy as np
 import torch
 
 from mattingkit import matting
+from mattingkit.cleanup import clean_result
 from mattingkit.inference import GREEN_SCREEN, to_tensor
-from mattingkit.io import atomic_write
+from mattingkit.io import atomic_write, resize_to_cover
+from mattingkit.outputs import (
+    OUTPUT_TYPES,
+    TIMESTAMPS_FILE,
+    VIDEO_FORMATS,
+    check_video_targets,
+    is_png_sequence,
+    looks_like_colour,
+    output_paths,
+)
 
 __all__ = [
     "OUTPUT_TYPES",
@@ -71,11 +84,8 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-#: What :func:`matte_video` can write: the composite, alpha, foreground, error map and
-#: refinement map (1 where a 4x4 patch was refined).
-OUTPUT_TYPES = ("composite", "pha", "fgr", "err", "ref")
-#: Video files it writes (suffix -> FFmpeg muxer); anything without a suffix is a PNG sequence.
-VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# OUTPUT_TYPES (what matte_video can write) and VIDEO_FORMATS (suffix -> FFmpeg muxer) live in
+# mattingkit.outputs, which the command line reads before its slow imports.
 #: Suffixes read as videos when given as a plate or a target background.
 _VIDEO_INPUT_SUFFIXES = {*VIDEO_FORMATS, ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".gif", ".flv"}
 _QUEUE_FRAMES = 4  # frames buffered between stages: enough to absorb jitter, little memory
@@ -244,61 +254,6 @@ def write_video(
 # --------------------------------------------------------------------------------------
 # Outputs: names, atomic targets
 # --------------------------------------------------------------------------------------
-def output_paths(output: PathLike, output_types: Sequence[str] = ("composite",)) -> dict[str, Path]:
-    """Where each output type goes: the first at ``output``, the others beside it.
-
-    ``out.mp4`` with ``("composite", "pha")`` gives ``out.mp4`` and ``out_pha.mp4``; a path
-    without a suffix is a PNG sequence folder: ``frames`` and ``frames_pha``. Raises
-    ``ValueError`` for an unknown type, a repeated type or an unsupported suffix.
-    """
-    types = [output_types] if isinstance(output_types, str) else list(output_types)
-    if not types:
-        raise ValueError(f"give at least one output type out of {OUTPUT_TYPES}")
-    unknown = [t for t in types if t not in OUTPUT_TYPES]
-    if unknown:
-        raise ValueError(f"unknown output type(s) {unknown}; choose from {OUTPUT_TYPES}")
-    if len(set(types)) != len(types):
-        raise ValueError(f"output types repeat: {types}")
-    output = Path(output)
-    suffix = output.suffix.lower()
-    if suffix and suffix not in VIDEO_FORMATS:
-        raise ValueError(
-            f"{output}: cannot write {suffix!r}; use a video file ({', '.join(VIDEO_FORMATS)}) "
-            "or a folder name without a suffix for a PNG sequence"
-        )
-    paths = {types[0]: output}
-    for kind in types[1:]:
-        paths[kind] = output.with_name(f"{output.stem}_{kind}{output.suffix}")
-    return paths
-
-
-def _is_png_sequence(path: Path) -> bool:
-    return path.suffix.lower() not in VIDEO_FORMATS
-
-
-def _check_targets(targets: dict[str, Path], source: Path, overwrite: bool) -> None:
-    """Refuse every problem before any work starts, naming all the offending paths."""
-    for path in targets.values():
-        if path.resolve() == source.resolve():
-            raise ValueError(f"the output {path} is the source video itself; choose another name")
-    existing = [path for path in targets.values() if path.exists()]
-    if existing and not overwrite:
-        names = ", ".join(str(p) for p in existing)
-        raise FileExistsError(f"{names} already exist(s); pass overwrite=True (--overwrite)")
-    for path in existing:
-        if _is_png_sequence(path):
-            if not path.is_dir():
-                raise ValueError(f"{path} is a file; a PNG sequence output must be a folder")
-            strays = [p.name for p in path.iterdir() if p.suffix.lower() != ".png"]
-            if strays:  # replacing the folder would delete them
-                raise ValueError(
-                    f"{path} holds files that are not PNG frames ({', '.join(strays[:3])}); "
-                    "not replacing it: choose another output name"
-                )
-        elif path.is_dir():
-            raise ValueError(f"{path} is a folder; a video output must be a file")
-
-
 def _partial_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
 
@@ -342,22 +297,49 @@ def _is_video_path(value: Any) -> bool:
 
 
 def _load_plate(plate: Any, info: VideoInfo) -> torch.Tensor:
-    """The plate as (1, 3, H, W) float32 in the source's stored orientation."""
+    """The plate as (1, 3, H, W) float32 in the source's stored orientation and size."""
     if _is_video_path(plate):
         plate = _first_frame(Path(plate))
     elif isinstance(plate, (str, os.PathLike)) and not Path(plate).is_file():
         raise FileNotFoundError(f"plate image not found: {plate}")
-    tensor = to_tensor(plate)
-    h, w = tensor.shape[-2:]
-    if (h, w) == (info.height, info.width):
-        return tensor
-    if (w, h) == (info.height, info.width) and info.rotation in (90, -90):
+    return _fit_plate(to_tensor(plate), info.height, info.width, rotation=info.rotation)
+
+
+def _fit_plate(
+    plate: torch.Tensor, height: int, width: int, *, rotation: int = 0, target: str = "the video"
+) -> torch.Tensor:
+    """The plate (…, 3, h, w) at the frame's size ``height`` × ``width``, with one warning.
+
+    A plate of another size is usually the same camera in another mode (a 4K photo for an
+    HD video, or a 4:3 photo for a 16:9 video, which the camera crops from the middle of its
+    sensor), so it is scaled to *cover* the frame and centre-cropped
+    (:func:`mattingkit.io.resize_to_cover`): with the same aspect ratio that is a plain
+    resize, nothing is cropped. A warning says which happened, because a wrong plate also
+    has another size. An upright photo for a video stored sideways (``rotation`` ±90, a
+    phone) is first turned to the stored orientation.
+    """
+    h, w = plate.shape[-2:]
+    if (h, w) == (height, width):
+        return plate
+    if rotation in (90, -90) and h != w and (h > w) != (height > width):
         # An upright photo of the scene for a video stored sideways: store it sideways too.
-        return torch.rot90(tensor, k=-info.rotation // 90, dims=(-2, -1)).contiguous()
-    raise ValueError(
-        f"the plate is {w}x{h} but the video is {info.width}x{info.height} (W x H); "
-        "the plate must be a photo of the same view at the same size"
+        plate = torch.rot90(plate, k=-rotation // 90, dims=(-2, -1)).contiguous()
+        h, w = plate.shape[-2:]
+        if (h, w) == (height, width):
+            return plate
+    message = (
+        f"the plate is {h}×{w} but {target} is {height}×{width} (H×W): the plate was scaled "
+        f"to {height}×{width}"
     )
+    if abs((h / w) / (height / width) - 1) > 0.01:
+        message += (
+            " to cover the frame and centre-cropped, because the aspect ratios differ; check "
+            "that it lines up with the frames"
+        )
+    else:
+        message += " (same aspect ratio, nothing cropped)"
+    warnings.warn(message, UserWarning, stacklevel=3)
+    return resize_to_cover(plate, height, width).clamp(0, 1)
 
 
 def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -414,7 +396,7 @@ def _resolve_background(
                 probe_video(path)  # fail now, not half-way through
                 return _Background("video", path)
             image = to_tensor(path)
-        elif isinstance(background, str) and _looks_like_colour(background):
+        elif isinstance(background, str) and looks_like_colour(background):
             return _Background("color", _parse_colour(background))
         else:
             raise FileNotFoundError(f"background not found: {background}")
@@ -425,13 +407,6 @@ def _resolve_background(
     array = image[0].permute(1, 2, 0).numpy()
     covered = _cover(np.ascontiguousarray(array), height, width)
     return _Background("image", torch.from_numpy(covered).permute(2, 0, 1)[None])
-
-
-def _looks_like_colour(text: str) -> bool:
-    """'white', '#00ff00', '0,177,64' are colours; 'beach.jpg', 'media/beach' are not."""
-    if "," in text or text.startswith("#"):
-        return True
-    return "/" not in text and "\\" not in text and not Path(text).suffix
 
 
 def _parse_colour(value: Any) -> tuple[float, float, float]:
@@ -674,19 +649,37 @@ class _Writer(_Worker):
 
 
 class _PngWriter(_Writer):
-    """A folder of ``000000.png``, ``000001.png``, ... (RGBA, RGB or grey)."""
+    """A folder of ``000000.png``, ``000001.png``, ... (RGBA, RGB or grey) and their times.
 
-    def __init__(self, kind: str, final: Path, stop: threading.Event) -> None:
+    PNG files hold no time, so each frame's timestamp goes to ``timestamps.csv`` in the same
+    folder (``frame,file,pts,time_base,seconds``): a variable frame rate can be rebuilt from
+    it, e.g. with FFmpeg's concat demuxer or by hand.
+    """
+
+    def __init__(self, kind: str, final: Path, stop: threading.Event, *, info: VideoInfo) -> None:
         super().__init__(kind, final, stop)
+        self.time_base = info.time_base
+        self.period = 1 / (info.rate or 25) / info.time_base  # for frames without a timestamp
+        self.times: list[str] = []
         self.tmp.mkdir(parents=True)
 
-    def write_frame(self, array: np.ndarray, pts: int) -> None:
+    def write_frame(self, array: np.ndarray, pts: int | None) -> None:
         if array.ndim == 3:
             code = cv2.COLOR_RGBA2BGRA if array.shape[2] == 4 else cv2.COLOR_RGB2BGR
             array = cv2.cvtColor(array, code)
-        path = self.tmp / f"{self.frames:06d}.png"
+        name = f"{self.frames:06d}.png"
+        path = self.tmp / name
         if not cv2.imwrite(str(path), array):
             raise OSError(f"could not write {path}")
+        if pts is None:  # raw streams without timestamps: one frame period each
+            pts = round(self.frames * self.period)
+        seconds = float(pts * self.time_base)
+        self.times.append(f"{self.frames},{name},{pts},{self.time_base},{seconds:.6f}")
+
+    def close(self) -> None:
+        with open(self.tmp / TIMESTAMPS_FILE, "w", encoding="utf-8", newline="\n") as f:
+            f.write("frame,file,pts,time_base,seconds\n")
+            f.writelines(line + "\n" for line in self.times)
 
 
 class _H264Writer(_Writer):
@@ -781,7 +774,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def _output_array(kind: str, result: Any, background: _Background, extra: Any) -> np.ndarray:
-    """One output frame as uint8 HxWx3, HxWx4 (transparent composite) or HxW (mattes)."""
+    """One output frame as uint8 H×W×3, H×W×4 (transparent composite) or H×W (mattes)."""
     pha, fgr = result.pha[:1], result.fgr[:1]
     if kind == "composite":
         if background.kind == "transparent":  # RGBA cut-out, black where alpha is 0
@@ -840,7 +833,7 @@ class VideoReport:
 
     def __str__(self) -> str:
         lines = [
-            f"Matted {self.frames} frames ({self.source.width}x{self.source.height}) in "
+            f"Matted {self.frames} frames of {self.source.height}×{self.source.width} (H×W) in "
             f"{self.seconds:.1f} s: {self.fps:.2f} fps end to end, model alone "
             f"{self.model_fps:.2f} fps",
             f"Audio: {self.audio}",
@@ -880,8 +873,8 @@ class _Pipeline:
             audio = self.container.streams.audio[0] if self.container.streams.audio else None
             for kind, path in targets.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                if _is_png_sequence(path):
-                    self.writers.append(_PngWriter(kind, path, self.stop))
+                if is_png_sequence(path):
+                    self.writers.append(_PngWriter(kind, path, self.stop, info=info))
                 else:
                     self.writers.append(
                         _H264Writer(
@@ -906,7 +899,12 @@ class _Pipeline:
             raise
 
     def run(
-        self, matter: Any, plate: torch.Tensor, background: _Background, bar: Any
+        self,
+        matter: Any,
+        plate: torch.Tensor,
+        background: _Background,
+        bar: Any,
+        clean_matte: bool = False,
     ) -> tuple[int, float]:
         """Matte every decoded frame; return (frames, seconds spent in the model)."""
         assert self.decoder is not None
@@ -926,6 +924,8 @@ class _Pipeline:
             _, _, rgb, pts, backdrop = item
             result = matter(_model_input(rgb, device), plate)
             model_seconds += result.seconds
+            if clean_matte:
+                result = clean_result(result)
             extra = still if backdrop is None else _model_input(backdrop, device)
             for writer in self.writers:
                 array = _output_array(writer.kind, result, background, extra)
@@ -978,14 +978,16 @@ def matte_video(
     encoder_preset: str = "veryfast",
     crf: int = 18,
     encoder_threads: int = 0,
+    clean_matte: bool = False,
 ) -> VideoReport:
     """Matte every frame of ``source`` against the clean ``plate`` and write the outputs.
 
     Args:
         source: a video file (anything FFmpeg reads).
-        plate: the clean plate: an image file, array, tensor or PIL image at the video's size
-            (an upright photo of a video stored sideways is turned to match), or a video file
-            whose first frame is used.
+        plate: the clean plate: an image file, array, tensor or PIL image, or a video file
+            whose first frame is used. An upright photo of a video stored sideways is turned
+            to match; a plate of another size is scaled to the video's (to cover, centre-
+            cropped when the aspect ratio differs), with a warning.
         output: ``name.mp4`` / ``.mov`` / ``.mkv`` for H.264 video, or a folder name without
             a suffix for PNG sequences. The first output type goes there, the others beside
             it as ``name_pha.mp4``, ``name_fgr.mp4``, ... (see :func:`output_paths`).
@@ -1003,14 +1005,17 @@ def matte_video(
         max_frames: stop after this many frames (a quick preview).
         encoder_preset, crf, encoder_threads: libx264 speed/quality preset, quality (lower
             is better; 18 is visually lossless) and threads (0: libx264 decides).
+        clean_matte: clean each matte before it is written: keep the subject's region, fill
+            the holes inside it (:func:`mattingkit.cleanup.clean_result`; one subject only).
 
     Returns:
         :class:`VideoReport`: frames in and out, timings, output paths and what happened to
-        the audio. PNG sequences carry no audio.
+        the audio. PNG sequences carry no audio; each folder holds a ``timestamps.csv`` with
+        every frame's time.
 
     Raises:
         FileNotFoundError, ValueError: unreadable or corrupt source, plate or background, a
-            plate of the wrong size, bad output name; raised before anything is written.
+            bad output name; raised before anything is written.
         FileExistsError: an output exists and ``overwrite`` is False.
         Any error of the model or the encoder: the temporary files are removed first.
     """
@@ -1020,9 +1025,9 @@ def matte_video(
     # Everything that can be wrong is checked before the model loads and anything is written.
     targets = output_paths(output, output_types)
     info = probe_video(source)
-    _check_targets(targets, source, overwrite)
+    check_video_targets(targets, source, overwrite)
     plate_tensor = _load_plate(plate, info)
-    transparent_ok = _is_png_sequence(targets.get("composite", Path("x.mp4")))
+    transparent_ok = is_png_sequence(targets.get("composite", Path("x.mp4")))
     bg = _resolve_background(background, transparent_ok, info.height, info.width)
     if matter is None:
         from mattingkit.inference import Matter
@@ -1042,7 +1047,7 @@ def matte_video(
     bar = tqdm(total=total, unit="frame", desc=source.name, disable=not progress)
     try:
         start = time.perf_counter()
-        frames, model_seconds = pipeline.run(matter, plate_tensor, bg, bar)
+        frames, model_seconds = pipeline.run(matter, plate_tensor, bg, bar, clean_matte)
         pipeline.finish(frames)
         seconds = time.perf_counter() - start
     except BaseException:
@@ -1062,11 +1067,13 @@ def _report(
     notes = []
     if info.width % 2 or info.height % 2:
         notes.append(
-            f"H.264 needs even sizes: the {info.width}x{info.height} video was padded by one "
+            f"H.264 needs even sizes: the {info.height}×{info.width} (H×W) video was padded by one "
             "edge row/column"
         )
     if info.rotation:
         notes.append(f"display rotation {info.rotation}° kept (frames matted as stored)")
+    if has_png:
+        notes.append(f"each PNG folder holds {TIMESTAMPS_FILE}: every frame's time")
     return VideoReport(
         frames_in=frames,
         frames_out=min(w.frames for w in writers),

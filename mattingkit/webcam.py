@@ -18,6 +18,19 @@ unanswered, and the kernel keeps only the newest frame in a one-slot
 Inference runs in a worker thread, so the kernel's main thread only files frames away and
 stays free for the controls.
 
+**Frames the model had no time for are dropped**, wherever that happens: camera frames the
+browser did not send (a frame was still in flight), frames the mailbox replaced, frames the
+browser gave up waiting for. ``frames_dropped`` counts all of them, so that
+``frames_seen = answered + frames_dropped + in flight`` at any moment.
+
+**The kernel's main thread is left alone.** Frontends that support kernel subshells
+(JupyterLab 4.6, Notebook 7.6) deliver widget messages on a subshell thread while a cell
+runs; a comm message normally fires IPython's ``pre_execute``/``post_execute`` events,
+and matplotlib's inline backend flushes open figures on ``post_execute``. A frame arriving
+while another cell draws a figure would then show (or close) that cell's figure under
+the widget's message, i.e. in the log console. This widget's messages run no user code, so
+they are handled without those events.
+
 On a desktop kernel with a camera of its own, ``WebcamMatting(camera=0)`` reads frames with
 ``cv2.VideoCapture`` instead (the same handler, mailbox and drawing); any object with a
 ``read() -> (ok, bgr_uint8)`` method works, e.g. :class:`ClipCamera`, which plays a
@@ -29,6 +42,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,11 +84,16 @@ _NAMED_COLORS = {
     "white": (1.0, 1.0, 1.0),
     "black": (0.0, 0.0, 0.0),
 }
+PICTURE_HINT = (
+    "Background “image”: choose a picture with the “picture…” button next to the menu "
+    "(until then a sample photo is used)."
+)
 NO_PLATE_MESSAGE = (
     "No plate yet: step out of the frame, then click “Capture plate” "
     "(the model needs a picture of the background without you)."
 )
 PLATE_MESSAGE = "Plate captured. Step back into the frame."
+MATTING_MESSAGE = "Matting. Change the background or the view below."
 
 
 def _now_ms() -> float:
@@ -239,14 +258,48 @@ def _parse_background(value: str) -> str:
     )
 
 
-def _background_argument(value: str, image: np.ndarray | None) -> Any:
-    """What ``MatteResult.composite`` takes for a background choice."""
+_SAMPLE_PICTURE: list[np.ndarray | None] = []
+
+
+def sample_picture() -> np.ndarray | None:
+    """The bundled sample photo (RGB uint8) used for "image" until a picture is chosen."""
+    if not _SAMPLE_PICTURE:
+        from mattingkit.runtime import asset_path
+
+        bgr = cv2.imread(str(asset_path("samples", "square_bgr.png")), cv2.IMREAD_COLOR)
+        _SAMPLE_PICTURE.append(None if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1]))
+    return _SAMPLE_PICTURE[0]
+
+
+def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` scaled to cover height×width and centre-cropped (no warning per frame)."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    resized = cv2.resize(
+        image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
+    top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return np.ascontiguousarray(resized[top : top + height, left : left + width])
+
+
+def _background_argument(
+    value: str, image: np.ndarray | None, size: tuple[int, int] | None = None
+) -> Any:
+    """What ``MatteResult.composite`` takes for a background choice.
+
+    ``"image"`` without a picture yet uses :func:`sample_picture` (the official green if
+    even that is missing): matting must not stop while the user looks for a file.
+    """
     if value == "blur":
         return "blur"
     if value == "image":
-        if image is None:
-            raise ValueError("background='image' needs an image: set widget.background_image")
-        return _to_tensor(image)
+        picture = image if image is not None else sample_picture()
+        if picture is None:
+            return _NAMED_COLORS["green"]
+        return _to_tensor(_cover(picture, *size) if size else picture)
     if value in _NAMED_COLORS:
         return _NAMED_COLORS[value]
     text = value.lstrip("#")
@@ -259,9 +312,24 @@ def _background_argument(value: str, image: np.ndarray | None) -> Any:
 
 
 def _default_matter(weights: str | None, preset: str) -> Any:
+    """A ``Matter`` for a weights name; loading warnings are kept off stderr (the widget's
+    status says what happened: see :func:`model_status`)."""
     from mattingkit.inference import Matter
 
-    return Matter(None if weights in (None, "mattingkit") else weights, preset=preset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Matter(None if weights in (None, "mattingkit") else weights, preset=preset)
+
+
+def model_status(matter: Any, weights: str, preset: str) -> str:
+    """What the status line says about a model: which weights really run, honestly."""
+    if getattr(matter, "used_fallback", False):
+        return (
+            f"⚠ The official {weights} weights are not available (offline, or Google Drive "
+            f"refused): using mattingkit's shipped MobileNetV2 instead ({preset}), far below "
+            "the official quality."
+        )
+    return f"Using {getattr(matter, 'weights_name', weights)} ({preset})."
 
 
 class FrameHandler:
@@ -346,7 +414,7 @@ class FrameHandler:
                 picture = result.pha
             else:
                 picture = result.composite(
-                    _background_argument(self.background, self.background_image)
+                    _background_argument(self.background, self.background_image, image.shape[:2])
                 )
             picture = _to_uint8(picture.cpu())
             pha = result.pha[0, 0].float().cpu().numpy()
@@ -516,7 +584,13 @@ class WebcamMatting(anywidget.AnyWidget):
     matting_fps = traitlets.Float(0.0).tag(sync=True)
     plate_captured = traitlets.Bool(False).tag(sync=True)
     frames_matted = traitlets.Int(0).tag(sync=True)
+    #: Frames the camera delivered, and those the model had no time for (not sent by the
+    #: browser, replaced in the mailbox, or given up on). The browser counts them for its
+    #: camera, the kernel for a kernel-side camera.
+    frames_seen = traitlets.Int(0).tag(sync=True)
     frames_dropped = traitlets.Int(0).tag(sync=True)
+    #: The weights really running (says so when the offline fallback replaced them).
+    model_info = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self, matter: Any = None, *, camera: int | str | Capture | None = None, **traits: Any
@@ -530,6 +604,8 @@ class WebcamMatting(anywidget.AnyWidget):
             mode=self.mode,
             jpeg_quality=self.jpeg_quality,
         )
+        self.model_info = str(getattr(self.handler.matter, "weights_name", self.weights))
+        self._status_kind = "info"  # "error": a frame failed; "model": what the model is
         self.mailbox = LatestFrameMailbox()
         self.records: deque[dict[str, float]] = deque(maxlen=300)
         self._by_index: dict[int, dict[str, float]] = {}
@@ -544,7 +620,28 @@ class WebcamMatting(anywidget.AnyWidget):
             self._capture = _open_camera(camera)
             self.source = "kernel"
         self.on_msg(self._on_browser_message)
+        self._skip_execute_events()
         self._start_worker()
+
+    def _skip_execute_events(self) -> None:
+        """Handle this widget's comm messages without IPython's pre/post_execute events.
+
+        ``comm`` fires them around every message so that code run by a widget callback
+        behaves like a cell; matplotlib's inline backend then flushes open figures. Frames
+        arrive many times a second on a subshell thread, also while another cell is drawing
+        a figure, which would then be shown under the widget's message (the log console)
+        or closed before its cell shows it. This widget runs no user code per message.
+        """
+        comm = getattr(self, "comm", None)
+        if comm is None or not hasattr(comm, "handle_msg"):
+            return
+
+        def handle_msg(msg: dict[str, Any]) -> None:
+            callback = getattr(comm, "_msg_callback", None)
+            if callback is not None:
+                callback(msg)
+
+        comm.handle_msg = handle_msg
 
     # --- validation: bad settings fail in the cell that sets them -------------------------
     @traitlets.validate("mode")
@@ -592,15 +689,34 @@ class WebcamMatting(anywidget.AnyWidget):
     def _forward_setting(self, change: Any) -> None:
         if hasattr(self, "handler"):
             setattr(self.handler, change["name"], change["new"])
+            if change["name"] == "background" or self._status_kind == "error":
+                self._set_status(self._normal_status())  # no stale hint or error
 
     @traitlets.observe("weights", "preset")
     def _model_changed(self, change: Any) -> None:
         self._rebuild = True  # the worker swaps the model between two frames
-        self.status = f"Loading {self.weights} ({self.preset})…"
+        self._set_status(f"Loading {self.weights} ({self.preset})…")
+
+    # --- the status line -------------------------------------------------------------------
+    def _set_status(self, text: str, kind: str = "info") -> None:
+        self._status_kind = kind
+        self.status = text
+
+    def _normal_status(self) -> str:
+        """What the status says when nothing went wrong: the next thing to do."""
+        if self.handler.plate is None:
+            return NO_PLATE_MESSAGE
+        if self.background == "image" and self.handler.background_image is None:
+            return PICTURE_HINT
+        return MATTING_MESSAGE
 
     @property
     def background_image(self) -> np.ndarray | None:
-        """The picture used when ``background == "image"`` (RGB uint8, any size)."""
+        """The picture used when ``background == "image"`` (RGB uint8, any size).
+
+        Set it from Python (an array, a tensor or a path) or with the widget's “picture…”
+        button. Until then a sample photo is used (:func:`sample_picture`).
+        """
         return self.handler.background_image
 
     @background_image.setter
@@ -615,17 +731,19 @@ class WebcamMatting(anywidget.AnyWidget):
         self.handler.background_image = cv2.resize(
             image, (self.width, self.height), interpolation=cv2.INTER_AREA
         )
+        if self.status == PICTURE_HINT:
+            self._set_status(self._normal_status())
 
     # --- plate --------------------------------------------------------------------------
     def capture_plate(self) -> None:
         """The next frame becomes the plate: step out of the picture first."""
         self.handler.request_plate()
-        self.status = "Capturing the plate from the next frame…"
+        self._set_status("Capturing the plate from the next frame…")
 
     def reset_plate(self) -> None:
         self.handler.set_plate(None)
         self.plate_captured = False
-        self.status = NO_PLATE_MESSAGE
+        self._set_status(NO_PLATE_MESSAGE)
 
     # --- messages from the browser (kernel main thread: keep it quick) -------------------
     def _on_browser_message(
@@ -637,9 +755,18 @@ class WebcamMatting(anywidget.AnyWidget):
                 bytes(buffers[0]), int(content.get("id", 0)), float(content.get("capture_ms", 0.0))
             )
             replaced = self.mailbox.put(frame)
-            if replaced is not None:  # tell the browser, so it stops waiting for it
+            if replaced is not None:  # tell the browser: it stops waiting and counts the drop
                 self.send({"type": "dropped", "id": replaced.index})
-                self.frames_dropped = self.mailbox.dropped
+        elif kind == "background_image" and buffers:
+            name = str(content.get("name", "the picture"))
+            try:
+                self.background_image = _decode_jpeg(bytes(buffers[0]))
+            except ValueError:
+                self._set_status(
+                    f"⚠ Could not read {name} as a picture: choose a JPEG or PNG file.", "error"
+                )
+            else:
+                self._set_status(f"Background picture: {name}.")
         elif kind == "drawn":
             record = self._by_index.pop(int(content.get("id", -1)), None)
             if record is not None:
@@ -677,11 +804,17 @@ class WebcamMatting(anywidget.AnyWidget):
             try:
                 if self._rebuild:
                     self._rebuild = False
-                    self.handler.matter = _default_matter(self.weights, self.preset)
-                    self.status = f"Using {self.weights} ({self.preset})."
+                    weights, preset = self.weights, self.preset
+                    matter = _default_matter(weights, preset)
+                    self.handler.matter = matter
+                    self.model_info = str(getattr(matter, "weights_name", weights))
+                    fallback = bool(getattr(matter, "used_fallback", False))
+                    self._set_status(
+                        model_status(matter, weights, preset), "model" if fallback else "info"
+                    )
                 self._publish(self.handler.handle(frame))
             except Exception as error:  # show it in the widget instead of killing the thread
-                self.status = f"⚠ {type(error).__name__}: {error}"
+                self._set_status(f"⚠ {type(error).__name__}: {error}", "error")
                 self.send({"type": "dropped", "id": frame.index})
             finally:
                 self._handling = False
@@ -698,9 +831,11 @@ class WebcamMatting(anywidget.AnyWidget):
         elif reply.kind == "plate":
             self.plate_captured = True
         if reply.message and reply.message != self.status:
-            self.status = reply.message
-        elif reply.kind == "matte" and self.status in (PLATE_MESSAGE, NO_PLATE_MESSAGE):
-            self.status = "Matting. Change the background or the view below."
+            self._set_status(reply.message)
+        elif reply.kind == "matte" and (
+            self._status_kind == "error" or self.status in (PLATE_MESSAGE, NO_PLATE_MESSAGE)
+        ):
+            self._set_status(self._normal_status())
         self.send({"type": "result", "id": reply.index, "kind": reply.kind}, buffers=[reply.jpeg])
         for listener in list(self._listeners):
             listener(reply)
@@ -741,6 +876,7 @@ class WebcamMatting(anywidget.AnyWidget):
                 Frame(rgb, getattr(self._capture, "last_index", index), _now_ms() - tick)
             )
             index += 1
+            self.frames_seen += 1
             times.append(tick)
             fps = _rate(times)
             if fps is not None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 
 from mattingkit import matting
-from mattingkit.plotting import show_images
+from mattingkit.plotting import color_swatches, show_images
 from mattingkit.runtime import fast_mode
 
 __all__ = [
@@ -86,15 +87,17 @@ def interactive_pixel_blend(
     """One pixel of the matting equation: pick F, B and α, see ``αF + (1 − α)B``. Chapter 01."""
 
     def render(alpha: float, foreground: str, background: str) -> None:
-        f = torch.tensor(_hex_to_rgb(foreground)).view(3, 1, 1).expand(3, 8, 8)
-        b = torch.tensor(_hex_to_rgb(background)).view(3, 1, 1).expand(3, 8, 8)
-        i = matting.composite(f, torch.full((1, 8, 8), float(alpha)), b)
-        rgb = ", ".join(f"{v:.2f}" for v in i[:, 0, 0].tolist())
-        show_images(
+        f, b = _hex_to_rgb(foreground), _hex_to_rgb(background)
+        pixel = torch.full((1, 1, 1), float(alpha))
+        i = matting.composite(torch.tensor(f).view(3, 1, 1), pixel, torch.tensor(b).view(3, 1, 1))
+        i = i[:, 0, 0].tolist()
+        rgb = ", ".join(f"{v:.2f}" for v in i)
+        color_swatches(
             [f, b, i],
             ["foreground F", "background B", f"I = {alpha:.2f}·F + {1 - alpha:.2f}·B\n({rgb})"],
-            size=2.2,
+            ramp=(f, b, float(alpha)),
         )
+        plt.show()
 
     _run(
         render,

@@ -1,15 +1,19 @@
 """Execute a chapter notebook top to bottom in a fresh kernel of *this* interpreter.
 
-Used by ``tests/test_notebooks.py`` and ``tests/test_binder_env.py``, and handy by
-hand::
+Used by ``tests/test_notebooks.py``, ``tests/test_figures.py`` and
+``tests/test_binder_env.py``, and handy by hand::
 
     python scripts/run_notebook.py notebooks/01_matting_equation.ipynb   # fast mode
     python scripts/run_notebook.py --full notebooks/01_matting_equation.ipynb
+    python scripts/run_notebook.py --cells --figures notebooks/04_refinement.ipynb
 
 The kernel always runs ``sys.executable`` (whatever kernelspecs are installed), with
 ``MATTINGKIT_FAST=1`` unless ``--full``, in the notebook's own folder. The setup cell is
 executed too (it must be harmless outside Colab). The executed notebook is not saved
-unless ``--output`` is given. Prints a JSON summary: seconds, figures, cells.
+unless ``--output`` is given. Prints a JSON summary: seconds, figures, cells; ``--cells``
+adds the slowest cells (the run-time lines and slow-cell warnings of the chapters are
+measured this way) and ``--figures`` every image panel that shows nothing
+(see ``scripts/figure_probe.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +22,21 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))
+import figure_probe  # noqa: E402
 
 
 class _ThisInterpreter(KernelSpecManager):
@@ -45,6 +56,21 @@ class RunResult:
     seconds: float
     figures: int  # outputs with an image/png
     code_cells: int
+    cell_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> seconds
+    panels: list[dict[str, Any]] = field(default_factory=list)  # with probe_figures=True
+
+    def slowest(self, count: int = 3) -> list[tuple[int, float]]:
+        """The ``count`` slowest cells as (cell index, seconds)."""
+        return sorted(self.cell_seconds.items(), key=lambda item: -item[1])[:count]
+
+    def blank_panels(self) -> list[str]:
+        """One line per recorded image panel that shows nothing (empty when all are fine)."""
+        lines = []
+        for panel in self.panels:
+            problem = panel.get("error") or figure_probe.panel_problem(panel)
+            if problem:
+                lines.append(f"cell {panel.get('cell', '?')}, {panel['label']!r}: {problem}")
+        return lines
 
 
 def count_figures(nb: nbformat.NotebookNode) -> int:
@@ -56,10 +82,43 @@ def count_figures(nb: nbformat.NotebookNode) -> int:
     )
 
 
+def cell_seconds(nb: nbformat.NotebookNode) -> dict[int, float]:
+    """Wall time of each executed code cell, from the timing nbclient records."""
+    times = {}
+    for index, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type == "code" and start and end:
+            seconds = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
+                start.replace("Z", "+00:00")
+            )
+            times[index] = round(seconds.total_seconds(), 1)
+    return times
+
+
+def _probe_arguments(report: Path) -> list[str]:
+    """Kernel arguments that load ``figure_probe`` before the first cell, without a trace
+    in the notebook's namespace (no name is bound; the trailing ``;`` hides the value)."""
+    line = (
+        f"__import__('runpy').run_path({str(SCRIPTS / 'figure_probe.py')!r})"
+        f"['install']({str(report)!r});"
+    )
+    return [f"--IPKernelApp.exec_lines={line}"]
+
+
 def run_notebook(
-    path: Path | str, *, timeout: int = 300, fast: bool = True, output: Path | None = None
+    path: Path | str,
+    *,
+    timeout: int = 300,
+    fast: bool = True,
+    output: Path | None = None,
+    probe_figures: bool = False,
 ) -> tuple[RunResult, nbformat.NotebookNode]:
-    """Execute ``path``; raises ``nbclient.exceptions.CellExecutionError`` on any error."""
+    """Execute ``path``; raises ``nbclient.exceptions.CellExecutionError`` on any error.
+
+    ``probe_figures=True`` records every image panel (``RunResult.panels``, each with the
+    index of the cell that drew it) for ``RunResult.blank_panels()``.
+    """
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
     env_before = os.environ.get("MATTINGKIT_FAST")
@@ -67,27 +126,43 @@ def run_notebook(
         os.environ["MATTINGKIT_FAST"] = "1"  # the kernel inherits our environment
     else:
         os.environ.pop("MATTINGKIT_FAST", None)
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
-    client = NotebookClient(
-        nb,
-        km=km,
-        timeout=timeout,
-        skip_cells_with_tag="never-skip-in-mattingkit-tests",  # run the setup cell too
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    try:
-        client.execute()
-    finally:
-        if env_before is None:
-            os.environ.pop("MATTINGKIT_FAST", None)
-        else:
-            os.environ["MATTINGKIT_FAST"] = env_before
-        if output is not None:
-            nbformat.write(nb, output)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="mattingkit-probe-") as scratch:
+        report = Path(scratch) / "panels.jsonl"
+        km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=timeout,
+            skip_cells_with_tag="never-skip-in-mattingkit-tests",  # run the setup cell too
+            resources={"metadata": {"path": str(path.parent)}},
+            extra_arguments=_probe_arguments(report) if probe_figures else [],
+        )
+        start = time.perf_counter()
+        try:
+            client.execute()
+        finally:
+            if km.has_kernel:  # nbclient only shuts down kernels it created itself
+                km.shutdown_kernel(now=True)
+            if env_before is None:
+                os.environ.pop("MATTINGKIT_FAST", None)
+            else:
+                os.environ["MATTINGKIT_FAST"] = env_before
+            if output is not None:
+                nbformat.write(nb, output)
+        seconds = time.perf_counter() - start
+        panels = figure_probe.read_report(report) if probe_figures else []
+    cell_of_count = {
+        cell.execution_count: index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and cell.execution_count is not None
+    }
+    for panel in panels:
+        panel["cell"] = cell_of_count.get(panel.pop("execution_count", None))
     code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
-    return RunResult(str(path), round(seconds, 1), count_figures(nb), code_cells), nb
+    result = RunResult(
+        str(path), round(seconds, 1), count_figures(nb), code_cells, cell_seconds(nb), panels
+    )
+    return result, nb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,13 +171,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="run without MATTINGKIT_FAST=1")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     parser.add_argument("--output", type=Path, help="save the executed notebook (one path only)")
+    parser.add_argument("--cells", action="store_true", help="also print the 5 slowest cells")
+    parser.add_argument("--figures", action="store_true", help="check every image panel")
     args = parser.parse_args(argv)
     if args.output and len(args.paths) != 1:
         parser.error("--output needs exactly one notebook")
+    status = 0
     for path in args.paths:
-        result, _ = run_notebook(path, timeout=args.timeout, fast=not args.full, output=args.output)
-        print(json.dumps(asdict(result)))
-    return 0
+        result, _ = run_notebook(
+            path,
+            timeout=args.timeout,
+            fast=not args.full,
+            output=args.output,
+            probe_figures=args.figures,
+        )
+        summary = asdict(result)
+        summary.pop("cell_seconds")
+        summary.pop("panels")
+        if args.cells:
+            summary["slowest_cells"] = dict(result.slowest(5))
+        if args.figures:
+            summary["panels"] = len(result.panels)
+            summary["blank_panels"] = result.blank_panels()
+            status = status or int(bool(summary["blank_panels"]))
+        print(json.dumps(summary, ensure_ascii=False))
+    return status
 
 
 if __name__ == "__main__":

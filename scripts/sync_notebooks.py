@@ -1,35 +1,52 @@
-"""Generate the first two cells of every chapter notebook from one source.
+"""Generate the first two cells and the last cell of every chapter notebook from one source.
 
-Every notebook in ``notebooks/`` starts with the same two cells, written here and
-nowhere else, so a URL or install step cannot drift between chapters:
+Every notebook in ``notebooks/`` starts and ends with cells written here and nowhere
+else, so a URL, an install step or a chapter link cannot drift between chapters:
 
-1. a markdown cell (tag ``mattingkit-header``): the chapter title and the
-   "Open in Colab" / "Launch Binder" badges for *this* file;
+1. a markdown cell (tag ``mattingkit-header``): the chapter title, the "Open in Colab" /
+   "Launch Binder" badges for *this* file, and the navigation: the paper (arXiv
+   2012.07810) and the parts of it the chapter rebuilds, the chapters to read first,
+   the measured run time, previous/next links and a table of contents built from the
+   chapter's own ``##`` headings;
 2. a code cell (tags ``mattingkit-setup``, ``skip-execution``): harmless outside Colab;
    on Colab it clones the repository into ``/content/mattingkit`` and calls
-   :func:`mattingkit.runtime.colab_install`.
+   :func:`mattingkit.runtime.colab_install`;
+3. last, a markdown cell (tag ``mattingkit-footer``): previous / next chapter links.
 
 Both URLs come from ``mattingkit.runtime.REPO_URL`` / ``REPO_BRANCH``. The per-notebook
 settings live in the notebook metadata under ``"mattingkit"``::
 
     {"title": "The matting equation",   # required (the heading reads "01 · <title>")
      "gpu": false,                       # true: ask Colab for a GPU (metadata.accelerator)
-     "custom_widgets": false}            # true: enable Colab's custom widget manager
+     "custom_widgets": false,            # true: enable Colab's custom widget manager
+     "paper": "Sec. 2; Sec. 4 (the compositing equation); Fig. 8",  # what it rebuilds
+     "prerequisites": ["01", "PyTorch tensors"],  # chapter numbers become links
+     "runtime": {"fast": "7 s", "full": "9 s", "gpu": "not measured"}}
+
+Chapter titles for the links are read from the sibling notebooks' metadata. Run times
+are measured (``python scripts/run_notebook.py [--full] --cells notebooks/NN_x.ipynb``)
+on the machine named in ``runtime.machine`` (default :data:`MEASURED_ON`).
 
 Usage (from the repository root)::
 
     python scripts/sync_notebooks.py            # rewrite notebooks/*.ipynb in place
     python scripts/sync_notebooks.py --check    # exit 1 and list notebooks out of sync
     python scripts/sync_notebooks.py notebooks/03_x.ipynb --title "..."  # set a title
+    python scripts/sync_notebooks.py notebooks/07_x.ipynb --set paper="Sec. 5.3, Table 3"
+    python scripts/sync_notebooks.py notebooks/07_x.ipynb \\
+        --set 'prerequisites=["03", "04"]' --set 'runtime={"fast": "40 s"}'
 
-The rewrite also clears outputs (see ``strip_notebooks.py``): committed notebooks
-carry none.
+``--set KEY=VALUE`` stores VALUE under ``metadata.mattingkit.KEY`` (JSON if it parses,
+else the plain string). The rewrite also clears outputs (see ``strip_notebooks.py``):
+committed notebooks carry none.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import re
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -51,7 +68,18 @@ from strip_notebooks import strip_notebook, write_notebook  # noqa: E402
 
 HEADER_TAG = "mattingkit-header"
 SETUP_TAG = "mattingkit-setup"
+FOOTER_TAG = "mattingkit-footer"
 SKIP_TAG = "skip-execution"  # honoured by nbmake / nbclient defaults; our test runs it anyway
+
+PAPER_URL = "https://arxiv.org/abs/2012.07810"
+PAPER = (
+    "Lin, Ryabtsev et al., [*Real-Time High-Resolution Background Matting*]"
+    f"({PAPER_URL}), CVPR 2021 (arXiv 2012.07810)"
+)
+#: Where the chapters' run times were measured, unless ``runtime.machine`` says otherwise.
+MEASURED_ON = "a 2-core Intel Xeon CPU (AVX-512, AMX) shared with a training job"
+#: The settings every chapter must carry (``tests/test_notebooks.py`` checks them).
+NAVIGATION_KEYS = ("paper", "prerequisites", "runtime")
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -84,20 +112,151 @@ def settings_of(nb: nbformat.NotebookNode, path: Path) -> dict:
     return settings
 
 
-def header_cell(filename: str, title: str) -> nbformat.NotebookNode:
+def chapter_number(filename: str) -> str:
+    """``"03"`` for ``03_base_network.ipynb``; empty for a file without a number."""
     number = filename.split("_", 1)[0]
-    heading = f"# {number} · {title}" if number.isdigit() else f"# {title}"
-    source = (
-        f"{heading}\n\n"
+    return number if number.isdigit() else ""
+
+
+def chapter_label(filename: str, title: str) -> str:
+    number = chapter_number(filename)
+    return f"{number} · {title}" if number else title
+
+
+def chapters_beside(path: Path, title: str) -> list[tuple[str, str]]:
+    """(file name, title) of every numbered chapter in ``path``'s folder, in order.
+
+    ``path`` itself counts with ``title`` (it may not be saved yet, or be renamed now).
+    """
+    chapters = {path.name: title} if chapter_number(path.name) else {}
+    for sibling in path.parent.glob("*.ipynb"):
+        if chapter_number(sibling.name) and sibling.name != path.name:
+            meta = nbformat.read(sibling, as_version=4).metadata.get("mattingkit", {})
+            chapters[sibling.name] = meta.get("title", sibling.stem)
+    return sorted(chapters.items())
+
+
+def _link(filename: str, title: str) -> str:
+    return f"[{chapter_label(filename, title)}]({filename})"
+
+
+def neighbours(
+    chapters: list[tuple[str, str]], filename: str
+) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """The chapters before and after ``filename`` in ``chapters``, or None at either end."""
+    names = [name for name, _ in chapters]
+    if filename not in names:
+        return None, None
+    index = names.index(filename)
+    before = chapters[index - 1] if index > 0 else None
+    after = chapters[index + 1] if index + 1 < len(chapters) else None
+    return before, after
+
+
+def heading_anchor(text: str) -> str:
+    """The anchor JupyterLab and Notebook 7 give a heading: its text, spaces as hyphens.
+
+    Colab and GitHub make their own anchors; Colab lists the headings in its sidebar too.
+    """
+    plain = re.sub(r"[`*_$]", "", text.strip())
+    return quote(plain.replace(" ", "-"), safe="-.,:;!'")
+
+
+def section_headings(cells: list[nbformat.NotebookNode]) -> list[str]:
+    """The ``## `` headings of the chapter's own cells, in order (code fences skipped)."""
+    headings = []
+    for cell in cells:
+        if cell.cell_type != "markdown" or _is_generated(cell):
+            continue
+        fenced = False
+        for line in cell.source.splitlines():
+            if line.startswith("```"):
+                fenced = not fenced
+            elif not fenced and line.startswith("## "):
+                headings.append(line[3:].strip())
+    return headings
+
+
+def prerequisites_text(items: list, chapters: list[tuple[str, str]]) -> str:
+    """Prerequisites as markdown: chapter numbers ("01") become links, the rest stays text."""
+    by_number = {chapter_number(name): (name, title) for name, title in chapters}
+    shown = [
+        _link(*by_number[str(item)]) if str(item) in by_number else str(item) for item in items
+    ]
+    return "; ".join(shown) or "nothing: start here"
+
+
+def runtime_text(runtime: dict) -> str:
+    """The run-time line from measured figures; anything missing reads "not measured"."""
+    fast = runtime.get("fast", "not measured")
+    full = runtime.get("full", "not measured")
+    gpu = runtime.get("gpu", "not measured")
+    machine = runtime.get("machine", MEASURED_ON)
+    line = f"fast mode (`MATTINGKIT_FAST=1`) {fast}, full {full}, on {machine}; Colab GPU: {gpu}"
+    if runtime.get("slow"):
+        line += f". Slow cells: {runtime['slow']}"
+    return line
+
+
+def header_cell(
+    filename: str,
+    title: str,
+    settings: dict | None = None,
+    headings: list[str] | None = None,
+    chapters: list[tuple[str, str]] | None = None,
+) -> nbformat.NotebookNode:
+    """Title, badges, then the navigation: paper, prerequisites, run time, links, contents."""
+    settings = settings or {}
+    chapters = chapters if chapters is not None else []
+    paper = PAPER + (
+        f"; this chapter rebuilds {settings['paper']}" if settings.get("paper") else ""
+    )
+    rows = [f"| **Paper** | {paper} |"]
+    if "prerequisites" in settings:
+        rows.append(
+            f"| **Before this chapter** | "
+            f"{prerequisites_text(settings['prerequisites'], chapters)} |"
+        )
+    rows.append(f"| **Run time** | {runtime_text(settings.get('runtime', {}))} |")
+    before, after = neighbours(chapters, filename)
+    links = [f"← {_link(*before)}" if before else "", "[all chapters](README.md)"]
+    links.append(f"{_link(*after)} →" if after else "")
+    rows.append(f"| **Chapters** | {' · '.join(link for link in links if link)} |")
+    source = [
+        f"# {chapter_label(filename, title)}",
+        "",
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         f"({colab_url(filename)}) "
-        f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(filename)})\n\n"
+        f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(filename)})",
+        "",
         f"*Part of [mattingkit]({REPO_URL}), a hands-on course on Background Matting V2. "
         "Run the cells from top to bottom; the next cell sets things up on Colab and does "
-        "nothing elsewhere.*"
-    )
-    cell = nbformat.v4.new_markdown_cell(source, metadata={"tags": [HEADER_TAG]})
+        "nothing elsewhere.*",
+        "",
+        "| | |",
+        "|---|---|",
+        *rows,
+    ]
+    if headings:
+        contents = " · ".join(f"[{text}](#{heading_anchor(text)})" for text in headings)
+        source += ["", f"**In this chapter:** {contents}"]
+    cell = nbformat.v4.new_markdown_cell("\n".join(source), metadata={"tags": [HEADER_TAG]})
     cell.id = HEADER_TAG
+    return cell
+
+
+def footer_cell(filename: str, chapters: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """The last cell: the previous and next chapter, so nobody scrolls back to the top."""
+    before, after = neighbours(chapters, filename)
+    links = [
+        f"**Previous:** {_link(*before)}" if before else "**Previous:** none, this is the first",
+        f"**Next:** {_link(*after)}" if after else "**Next:** none, this is the last chapter",
+        "[All chapters](README.md)",
+    ]
+    cell = nbformat.v4.new_markdown_cell(
+        "---\n\n" + " · ".join(links), metadata={"tags": [FOOTER_TAG]}
+    )
+    cell.id = FOOTER_TAG
     return cell
 
 
@@ -126,16 +285,18 @@ if "google.colab" in sys.modules:
 
 def _is_generated(cell: nbformat.NotebookNode) -> bool:
     tags = cell.get("metadata", {}).get("tags", [])
-    return HEADER_TAG in tags or SETUP_TAG in tags
+    return HEADER_TAG in tags or SETUP_TAG in tags or FOOTER_TAG in tags
 
 
 def synced(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
-    """A stripped copy of ``nb`` with freshly generated first cells and metadata."""
+    """A stripped copy of ``nb`` with freshly generated first and last cells and metadata."""
     settings = settings_of(nb, path)
     out = strip_notebook(copy.deepcopy(nb))
     body = [cell for cell in out.cells if not _is_generated(cell)]
-    out.cells = [header_cell(path.name, settings["title"]), setup_cell(settings["custom_widgets"])]
-    out.cells += body
+    chapters = chapters_beside(path, settings["title"])
+    header = header_cell(path.name, settings["title"], settings, section_headings(body), chapters)
+    out.cells = [header, setup_cell(settings["custom_widgets"]), *body]
+    out.cells.append(footer_cell(path.name, chapters))
     out.metadata["mattingkit"] = settings
     out.metadata["kernelspec"] = dict(KERNELSPEC)
     out.metadata["language_info"] = {"name": "python"}
@@ -154,6 +315,19 @@ def chapter_paths(root: Path = ROOT) -> list[Path]:
     return sorted((root / "notebooks").glob("*.ipynb"))
 
 
+def _parse_updates(items: list[str], parser: argparse.ArgumentParser) -> dict:
+    updates = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            updates[key] = json.loads(value)
+        except json.JSONDecodeError:
+            updates[key] = value
+    return updates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -161,15 +335,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="only report; exit 1 if out of sync")
     parser.add_argument("--title", help="set metadata.mattingkit.title (one notebook only)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set metadata.mattingkit.KEY; VALUE is JSON if it parses (one notebook only)",
+    )
     args = parser.parse_args(argv)
     paths = args.paths or chapter_paths()
-    if args.title and len(paths) != 1:
-        parser.error("--title needs exactly one notebook path")
+    if (args.title or args.set) and len(paths) != 1:
+        parser.error("--title and --set need exactly one notebook path")
+    updates = _parse_updates(args.set, parser)
+    if args.title:
+        updates["title"] = args.title
     stale = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        if args.title:
-            nb.metadata.setdefault("mattingkit", {})["title"] = args.title
+        if updates:
+            nb.metadata.setdefault("mattingkit", {}).update(updates)
         try:
             new = synced(nb, path)
         except ValueError as error:

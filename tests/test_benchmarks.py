@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mattingkit.inference import cpu_has_native_bf16
 
@@ -41,17 +43,38 @@ def test_speed_vs_official_tiny_run(capsys: pytest.CaptureFixture) -> None:
     assert len(comparisons) == 1
     comparison = comparisons[0]
     fast = {"fast"} if cpu_has_native_bf16() else set()  # bf16 is timed where it is native
-    assert set(comparison.results) == {"official", "eager", "matter"} | fast
+    assert set(comparison.results) == {"official", "eager", "window", "matter"} | fast
     if fast:
         assert comparison.fast_alpha_difference < 2e-3
     assert all(len(r.times_ms) == 2 and r.size == (64, 96) for r in comparison.results.values())
     assert comparison.eager_difference == 0.0
     assert comparison.matter_alpha_difference < 1e-6
+    assert comparison.matter_alpha_max_difference < 1e-5  # the fast stages: float rounding
     assert all(
         0 < ms <= comparison.results[name].max_ms * 10 for name, ms in comparison.refiner_ms.items()
     )
     out = capsys.readouterr().out
     assert "mobilenetv2 96x64" in out and "vs official" in out and "refiner" in out
+    assert "flags:" in out and "ATen" in out and "oneDNN" in out  # what the CPU runs
+    table = out[out.index("| backbone |") :].splitlines()
+    assert table[0].startswith("| backbone | input | official | eager | window | matter")
+    assert table[2].startswith("| mobilenetv2 | 96×64 | ") and "×" in table[2]
+
+
+def test_speed_vs_official_avx2_limit_takes_effect():
+    """--isa avx2 re-runs the script with oneDNN/ATen/MKL limited to AVX2, and says so."""
+    pytest.importorskip("BackgroundMattingV2.model")
+    argv = ["--size", "64x96", "--sample-pixels", "1600", "--repeats", "1", "--warmup", "0"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "speed_vs_official.py"), *argv,
+         "--device", "cpu", "--backbone", "mobilenetv2", "--isa", "avx2"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ATen AVX2, oneDNN Intel AVX2" in out, out
+    assert "native bf16 no" in out and "ONEDNN_MAX_CPU_ISA=AVX2" in out
+    assert " fast " not in out  # bfloat16 is not native under AVX2: "auto" means fp32
 
 
 @pytest.mark.parametrize(
@@ -66,3 +89,32 @@ def test_speed_vs_official_rejects_bad_sizes(argv, message, capsys: pytest.Captu
     with pytest.raises(SystemExit):
         load("speed_vs_official").main([*argv, "--device", "cpu"])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_gpu_check_without_cuda_says_so_and_exits_0(capsys: pytest.CaptureFixture) -> None:
+    assert load("gpu_check").main([]) == 0
+    assert capsys.readouterr().out.strip() == "no CUDA device: nothing to check"
+
+
+def test_gpu_check_dry_run_on_the_cpu(capsys: pytest.CaptureFixture) -> None:
+    """The checks' own code, on the CPU at tiny sizes (the GPU run is the same code)."""
+    checks = ["fp16 autocast", "pinned memory", "channels-last", "TorchScript fp16"]
+    assert load("gpu_check").main(["--dry-run-cpu", "--only", *checks, "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[     ok] fp16 autocast" in out and "[     ok] channels-last" in out
+    assert "[     ok] TorchScript fp16" in out and "[skipped] pinned memory" in out
+    assert "4/4 checks passed or skipped" in out
+
+
+@pytest.mark.slow
+def test_gpu_check_full_dry_run(capsys: pytest.CaptureFixture) -> None:
+    """Every check, Table 3 included (GMac at the paper's sizes beside the paper's)."""
+    assert load("gpu_check").main(["--dry-run-cpu", "--repeats", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "[     ok] video pipeline" in out and "[     ok] Table 3" in out
+    assert "8/8 checks passed or skipped" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("resnet", "mobilenet"))]
+    assert len(rows) == 6
+    for row in rows:  # paper GMac, counted GMac: within 1.5 %
+        assert abs(float(row[-1]) - float(row[-2])) / float(row[-2]) < 0.015, row

@@ -121,7 +121,10 @@ def test_video_command_writes_every_output_and_refuses_to_overwrite(media, tmp_p
     before = out.stat().st_mtime_ns
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("mattingkit: error:") and "--overwrite" in err
+    assert err == (
+        f"mattingkit: error: {out}, {tmp_path / 'out_pha.mp4'} already exist; pass "
+        "--overwrite to replace them\n"
+    )
     assert out.stat().st_mtime_ns == before
     assert cli.main([*argv, "--overwrite", "--max-frames", "2"]) == 0
     assert "Matted 2 frames" in capsys.readouterr().out
@@ -139,7 +142,13 @@ def test_image_command_cutout_png_and_green_jpeg(media, tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "cut_err.png"), cv2.IMREAD_UNCHANGED).shape == SIZE
     assert cli.main([*argv, "-o", str(tmp_path / "cut.jpg")]) == 0
     assert cv2.imread(str(tmp_path / "cut.jpg")).shape == (*SIZE, 3)
-    assert "Wrote composite" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Wrote composite" in out and f"Matted {SIZE[0]}×{SIZE[1]} (H×W)" in out
+    assert cli.main([*argv, "-o", str(tmp_path / "cut.jpg")]) == 1  # the same words as video
+    assert capsys.readouterr().err == (
+        f"mattingkit: error: {tmp_path / 'cut.jpg'} already exists; pass --overwrite to "
+        "replace it\n"
+    )
     assert cli.main([*argv, "-o", str(tmp_path / "x.jpg"), "--background", "transparent"]) == 1
     assert "cannot store transparency" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists()
@@ -158,9 +167,14 @@ def test_download_prints_the_path_or_fails_in_one_line(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr("mattingkit.download.default_downloader", offline)
     assert cli.main(["download", "resnet50", "--cache-dir", str(tmp_path)]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mattingkit: error: Could not download")
-    assert "network is unreachable" in err[0]
+    printed = capsys.readouterr()
+    assert printed.out == ""  # nothing claims to be downloading
+    err = printed.err.strip().splitlines()
+    # The error, one plain line per source tried, one line saying where a copy goes.
+    assert err[0] == "mattingkit: error: Could not download pytorch_resnet50.pth:"
+    assert len(err) == 1 + 3 + 1, err
+    assert all(line.endswith("OSError: network is unreachable") for line in err[1:4])
+    assert str(tmp_path / "pytorch_resnet50.pth") in err[4]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -170,3 +184,137 @@ def test_benchmark_prints_gmacs_beside_the_paper(capsys):
     out = capsys.readouterr().out
     assert "HD         9.76           9.9" in out and "4K        16.88          17.0" in out
     assert "fps" in out and "100.6" in out
+
+
+# --------------------------------------------------------------------------------------
+# Arguments and files are checked before torch is imported
+# --------------------------------------------------------------------------------------
+_NO_TORCH = """
+import sys
+from mattingkit import cli
+try:
+    status = cli.main(sys.argv[1:])
+finally:  # also after a usage error (SystemExit)
+    print("torch imported" if "torch" in sys.modules else "torch not imported")
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["image", "missing.jpg", "--bgr", "plate.png", "-o", "o.png"], "image not found: missing.jpg"),
+        (["image", "frame.png", "--bgr", "missing.png", "-o", "o.png"], "plate not found: missing.png"),
+        (["image", "frame.png", "--bgr", "plate.png", "-o", "o.gif"], "needs one of the suffixes"),
+        (["image", "frame.png", "--bgr", "plate.png", "-o", "frame.png"], "already exists; pass --overwrite"),
+        (["image", "frame.png", "--bgr", "plate.png", "-o", "o.png", "--weights", "resnt50"],
+         "'resnt50' is neither a file nor a registry name"),
+        (["image", "frame.png", "--bgr", "plate.png", "-o", "o.png", "--background", "sea.jpg"],
+         "background not found: sea.jpg"),
+        (["video", "missing.mp4", "--bgr", "plate.png", "-o", "o.mp4"], "video not found: missing.mp4"),
+        (["video", "clip.mp4", "--bgr", "plate.png", "-o", "o.avi"], "cannot write '.avi'"),
+        (["video", "clip.mp4", "--bgr", "plate.png", "-o", "clip.mp4", "--overwrite"], "is the source video itself"),
+        (["video", "clip.mp4", "--bgr", "plate.png", "-o", "o.mp4", "--crf", "70"], "from 0 to 51"),
+        (["download", "resnt50"], "no pretrained weights named 'resnt50'"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_fail_in_one_line_before_torch_is_imported(media, tmp_path, args, message):
+    source, plate, frame = media
+    for path in (source, plate, frame):
+        (tmp_path / path.name).symlink_to(path)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode in (1, 2), result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "torch not imported"
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mattingkit: error:") and message in err[0], err
+
+
+def _offline(source, dest, **kwargs):
+    raise ConnectionError(f"Failed to resolve '{source.split('/')[2]}'")
+
+
+def test_named_weights_that_cannot_be_had_fail_unless_the_fallback_is_asked_for(
+    media, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr("mattingkit.download.default_downloader", _offline)
+    monkeypatch.setenv("MATTINGKIT_HOME", str(tmp_path / "cache"))
+    _, plate, frame = media
+    out = tmp_path / "cut.png"
+    argv = ["image", str(frame), "--bgr", str(plate), "-o", str(out), *MODEL]
+    assert cli.main([*argv, "--weights", "resnet50"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(
+        "mattingkit: error: could not download pytorch_resnet50.pth (3 sources"
+    )
+    assert "cannot resolve host drive.google.com" in err[0]  # what was tried, and why
+    assert str(tmp_path / "cache" / "pytorch_resnet50.pth") in err[0]  # where a copy goes
+    assert "--allow-fallback" in err[0]
+    assert not out.exists()
+    assert cli.main([*argv, "--backbone", "resnet101"]) == 1  # a backbone names weights too
+    assert "pytorch_resnet101.pth" in capsys.readouterr().err
+
+    assert cli.main([*argv, "--weights", "resnet50", "--allow-fallback"]) == 0
+    printed = capsys.readouterr()
+    warnings = [
+        line for line in printed.err.splitlines() if line.startswith("mattingkit: warning:")
+    ]
+    assert len(warnings) == 1 and "Using mattingkit's own MobileNetV2" in warnings[0]
+    assert "offline fallback for resnet50" in printed.out and out.is_file()
+    out.unlink()
+    assert cli.main(argv) == 0  # no --weights: the shipped model, no download, no warning
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_plate_of_another_size_is_scaled_with_one_warning(media, tmp_path, capsys):
+    _, plate, frame = media
+    big = tmp_path / "big_plate.png"
+    write_image(big, cv2.resize(cv2.imread(str(plate))[:, :, ::-1], (SIZE[1] * 2, SIZE[0] * 2)))
+    argv = ["image", str(frame), "--bgr", str(big), "-o", str(tmp_path / "o.png"), *MODEL]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"mattingkit: warning: the plate is {SIZE[0] * 2}×{SIZE[1] * 2} but the photo {frame} is "
+        f"{SIZE[0]}×{SIZE[1]} (H×W): the plate was scaled to {SIZE[0]}×{SIZE[1]} (same aspect "
+        "ratio, nothing cropped)"
+    ]
+
+
+def test_clean_matte_option_cleans_the_image_matte(media, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    _, plate, frame = media
+    real = cli._matter
+
+    class Holey:
+        """The real Matter, returning a rectangle with a hole in it as the matte."""
+
+        def __init__(self, args):
+            self.inner = real(args)
+            self.weights_name, self.device = self.inner.weights_name, self.inner.device
+
+        def __call__(self, src, bgr):
+            pha = torch.zeros(1, 1, *SIZE)
+            pha[..., 20:120, 60:180] = 1.0
+            pha[..., 60:70, 120:130] = 0.0
+            return dataclasses.replace(self.inner(src, bgr), pha=pha)
+
+    monkeypatch.setattr(cli, "_matter", Holey)
+    argv = ["image", str(frame), "--bgr", str(plate), "--output-types", "pha", *MODEL]
+    assert cli.main([*argv, "-o", str(tmp_path / "plain.png")]) == 0
+    assert cli.main([*argv, "-o", str(tmp_path / "clean.png"), "--clean-matte"]) == 0
+    plain = cv2.imread(str(tmp_path / "plain.png"), cv2.IMREAD_UNCHANGED)
+    clean = cv2.imread(str(tmp_path / "clean.png"), cv2.IMREAD_UNCHANGED)
+    assert plain[60:70, 120:130].max() == 0 and clean[60:70, 120:130].min() == 255
+    assert (plain != clean).sum() == 100  # the hole, nothing else
+
+
+def test_help_names_the_output_types_without_aliases(tmp_path):
+    result = _run("image", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "pha (alpha)" not in result.stdout and "the alpha matte" in result.stdout
+    assert "--allow-fallback" in result.stdout and "--clean-matte" in result.stdout

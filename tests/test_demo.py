@@ -1,21 +1,35 @@
-"""The README's first command ends in ``python -m mattingkit.demo``: it must work offline."""
+"""The README's first command ends in ``python -m mattingkit.demo``: it must work offline, and
+a second time, without ever replacing a file the demo did not write."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-
-import pytest
 
 from mattingkit import demo
 from mattingkit.io import read_alpha, read_image
 from mattingkit.synthetic import load_sample
 
+FAST = ["--weights", "mattingkit", "--device", "cpu"]  # the shipped model: no download attempts
 
-def test_demo_mattes_the_sample_and_refuses_to_overwrite(tmp_path, capsys):
+
+def test_the_first_command_runs_twice_in_a_fresh_folder(tmp_path):
+    """Exactly what a newcomer types, twice: both succeed and write to outputs/demo."""
+    for run in (1, 2):
+        result = subprocess.run(
+            [sys.executable, "-m", "mattingkit.demo"], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 0, (run, result.stderr)
+        assert "to outputs/demo/" in result.stdout, result.stdout
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["demo"]  # no demo-2
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_mattes_the_sample_and_replaces_only_its_own_files(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert demo.main(["--out", str(out), "--weights", "mattingkit", "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(demo.OUTPUTS)
+    assert demo.main(["--out", str(out), *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*demo.OUTPUTS, demo.MANIFEST])
     truth = load_sample("portrait")
     pha = read_alpha(out / "pha.png")
     assert pha.shape == truth.pha.shape
@@ -24,11 +38,41 @@ def test_demo_mattes_the_sample_and_refuses_to_overwrite(tmp_path, capsys):
     assert pha[inside].mean() > 0.8 and pha[truth.pha == 0].mean() < 0.2
     assert read_image(out / "rgba.png", with_alpha=True).shape[0] == 4
     assert "Against the ground truth" in capsys.readouterr().out
+    record = json.loads((out / demo.MANIFEST).read_text())
+    assert sorted(record["files"]) == sorted(demo.OUTPUTS)
 
-    before = (out / "pha.png").stat().st_mtime_ns
-    assert demo.main(["--out", str(out), "--weights", "mattingkit", "--device", "cpu"]) == 1
-    assert "--overwrite" in capsys.readouterr().err
-    assert (out / "pha.png").stat().st_mtime_ns == before
+    # Again: its own unchanged outputs are replaced.
+    (out / "rgba.png").unlink()  # a missing one is simply written again
+    assert demo.main(["--out", str(out), *FAST]) == 0
+    assert (out / "rgba.png").is_file()
+    capsys.readouterr()
+
+    # A file the user changed is never replaced without --overwrite.
+    (out / "fgr.png").write_bytes(b"my edit")
+    assert demo.main(["--out", str(out), *FAST]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fgr.png" in err[0] and "--overwrite" in err[0], err
+    assert (out / "fgr.png").read_bytes() == b"my edit"
+    assert demo.main(["--out", str(out), "--overwrite", *FAST]) == 0
+    assert read_image(out / "fgr.png").shape == truth.fgr.shape
+
+
+def test_the_default_folder_moves_on_when_it_holds_someone_elses_files(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "outputs" / "demo" / "pha.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"not the demo's")  # e.g. an older version's output, or the user's file
+    assert demo.main(FAST) == 0
+    printed = capsys.readouterr().out
+    assert "outputs/demo-2/" in printed and "pha.png" in printed
+    assert mine.read_bytes() == b"not the demo's"
+    assert sorted(p.name for p in (tmp_path / "outputs" / "demo").iterdir()) == ["pha.png"]
+    assert (tmp_path / "outputs" / "demo-2" / "pha.png").is_file()
+    assert demo.main(FAST) == 0  # demo-2 is the demo's own now: replaced, no demo-3
+    assert "to outputs/demo-2/" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["demo", "demo-2"]
 
 
 def test_demo_wants_frame_and_plate_together(tmp_path):
@@ -41,17 +85,9 @@ def test_demo_wants_frame_and_plate_together(tmp_path):
     assert "give both --src and --bgr" in result.stderr
 
 
-def test_demo_names_a_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        demo.main(
-            [
-                "--src",
-                str(tmp_path / "missing.jpg"),
-                "--bgr",
-                str(tmp_path / "b.jpg"),
-                "--out",
-                str(tmp_path / "o"),
-                "--weights",
-                "mattingkit",
-            ]
-        )
+def test_demo_names_a_missing_file_in_one_line(tmp_path, capsys):
+    argv = ["--src", str(tmp_path / "missing.jpg"), "--bgr", str(tmp_path / "b.jpg")]
+    assert demo.main([*argv, "--out", str(tmp_path / "o"), *FAST]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m mattingkit.demo: error: image not found: {tmp_path / 'missing.jpg'}"]
+    assert not (tmp_path / "o").exists()

@@ -100,3 +100,16 @@ def test_mismatch_wording():
         "at index (1, 0) expected 0.0000, got 0.5000"
     )
     assert "NaN" in exercises.mismatch(torch.full((2, 2), float("nan")), expected)
+
+
+def test_a_check_shows_nothing_as_a_cells_value(capsys):
+    """Jupyter displays a cell's last value: a check must print its line and show no True/False."""
+    from IPython.core.formatters import DisplayFormatter
+
+    good = exercises.check_unknowns_per_pixel(7)
+    bad = exercises.check_unknowns_per_pixel(3)
+    assert good and not bad  # truthy/falsy, so `assert check(...)` and `if check(...)` work
+    assert capsys.readouterr().out.count("\n") == 2  # one printed line each
+    assert DisplayFormatter().format(good) == ({}, {})
+    assert DisplayFormatter().format(bad) == ({}, {})
+    assert repr(bad).startswith("✗ Matting from a single image")

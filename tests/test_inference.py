@@ -47,11 +47,16 @@ def crop_result(matter, crop) -> MatteResult:
 # --------------------------------------------------------------------------------------
 # Quality and equality with the plain model
 # --------------------------------------------------------------------------------------
-def test_matches_fp32_eager_and_is_good(matter, portrait):
-    eager = load_pretrained("mattingkit")
+def eager_output(portrait, settings: dict | None = None):
+    """The plain model (NCHW, modules, no folding), with a Matter's refine settings."""
+    eager = load_pretrained("mattingkit", **(settings or {}))
     with torch.no_grad():
-        expected = eager(portrait.src[None], portrait.bgr[None])
+        return eager(portrait.src[None], portrait.bgr[None])
+
+
+def test_matches_fp32_eager_and_is_good(matter, portrait):
     result = matter(portrait.src, portrait.bgr)
+    expected = eager_output(portrait, result.settings)
     # Channels-last + inference mode change the arithmetic order only (measured: 5e-9).
     assert (result.pha - expected.pha).abs().mean() < 2e-3
     assert (result.fgr - expected.fgr).abs().mean() < 2e-3
@@ -62,16 +67,41 @@ def test_matches_fp32_eager_and_is_good(matter, portrait):
     error = (result.pha[0] - portrait.pha).abs().mean()
     keying = (matting.difference_key(portrait.src, portrait.bgr) - portrait.pha).abs().mean()
     assert error < 0.015 and error < keying
+    # "auto" refines the paper's share of this 540 x 960 frame: 3.86 %, 20,000 pixels.
     assert result.settings == {
-        "backbone_scale": 0.25, "refine_sample_pixels": 80_000, "refine_mode": "sampling",
+        "backbone_scale": 0.25, "refine_sample_pixels": 20_000, "refine_mode": "sampling",
         "refine_threshold": 0.1, "refine_prevent_oversampling": True,
     }  # fmt: skip
 
 
+def test_fp32_runs_a_folded_copy_equal_to_the_plain_model(portrait):
+    """fp32 on a CPU: BatchNorm folded, channels-last, the refiner's fast stages; the same
+    function as the plain model within float rounding, and the caller's module untouched."""
+    eager = load_pretrained("mattingkit")
+    exact = Matter(eager, device="cpu", precision="fp32")
+    assert exact.model is not eager and exact.weights_module is eager
+    assert exact.folded_batchnorms == 60  # every BatchNorm of the MobileNetV2 base network
+    assert not any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in exact.model.modules()
+        if m not in set(exact.model.refiner.modules())
+    )  # fmt: skip
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in eager.modules()) == 63
+    result = exact(portrait.src, portrait.bgr)
+    expected = eager_output(portrait, result.settings)
+    # Measured: 3e-9 mean, the same patches refined.
+    assert (result.pha - expected.pha).abs().mean() < 1e-6
+    assert (result.fgr - expected.fgr).abs().mean() < 1e-6
+    assert torch.equal(result.ref_small, expected.ref_sm)
+    again = Matter(exact.model, device="cpu", precision="fp32")  # nothing left to fold: no copy
+    assert again.model is exact.model and again.folded_batchnorms == 0
+    plain = Matter(eager, device="cpu", precision="fp32", fold_batchnorm=False)
+    assert plain.model is eager and plain.folded_batchnorms == 0
+    torch.testing.assert_close(plain(portrait.src, portrait.bgr).pha, result.pha, atol=1e-4, rtol=0)
+
+
 def test_cpu_bf16_stays_close_to_fp32_and_leaves_a_given_model_alone(portrait):
     eager = load_pretrained("mattingkit")
-    with torch.no_grad():
-        expected = eager(portrait.src[None], portrait.bgr[None])
+    expected = eager_output(portrait, {"refine_sample_pixels": 20_000})  # auto at 540 x 960
     fast = Matter(eager, device="cpu", precision="bf16")
     assert fast.precision == "bf16" and fast.model is not eager
     assert next(fast.model.parameters()).dtype == torch.bfloat16
@@ -85,7 +115,7 @@ def test_cpu_bf16_stays_close_to_fp32_and_leaves_a_given_model_alone(portrait):
     again = Matter(fast.model, device="cpu")  # a bf16 module runs as it is, no copy
     assert again.model is fast.model and again.precision == "bf16"
     exact = Matter(eager, device="cpu", precision="fp32")
-    assert exact.model is eager
+    assert exact.model is not eager and exact.weights_module is eager  # a folded copy
     assert torch.equal(exact(portrait.src, portrait.bgr).src, result.src)
 
 
@@ -263,6 +293,15 @@ def test_presets_and_overrides(matter):
     hd, uhd = matter.settings_for(1080, 1920), matter.settings_for(2160, 3840)
     assert (hd["backbone_scale"], hd["refine_sample_pixels"]) == (0.25, 80_000)
     assert (uhd["backbone_scale"], uhd["refine_sample_pixels"]) == (0.125, 320_000)
+    # "auto" refines the paper's share of the frame (a webcam's 640 x 480: 741 patches), at
+    # least 4,096 pixels; "hd" and "4k" are the paper's fixed settings at any size.
+    assert matter.settings_for(480, 640)["refine_sample_pixels"] == 11_856
+    assert matter.settings_for(240, 320)["refine_sample_pixels"] == 4_096
+    fixed = Matter(matter.model, preset="hd", device="cpu")
+    assert fixed.settings_for(240, 320)["refine_sample_pixels"] == 80_000
+    assert fixed.settings_for(2160, 3840)["backbone_scale"] == 0.25
+    webcam = matter(torch.rand(3, 480, 640), torch.rand(3, 480, 640))
+    assert 0 < webcam.ref.sum() <= 11_856 and webcam.settings["refine_sample_pixels"] == 11_856
     four_k = Matter(
         matter.model, preset="4k", device="cpu", refine_mode="thresholding", refine_threshold=0.2
     )

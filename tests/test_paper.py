@@ -63,3 +63,26 @@ def test_tab_completion_lists_the_lazy_exports():
     assert set(mattingkit.__all__) <= set(names)  # loaded or not, every export is listed
     assert {"MattingRefine", "load_pretrained", "pick_device", "gmacs", "TrainConfig"} <= set(names)
     assert names == sorted(names) and "__version__" in names
+
+
+def test_scaled_settings_refine_the_papers_share_with_a_floor():
+    # The paper's own sizes give exactly the paper's settings ...
+    assert paper.scaled_settings(1080, 1920) == paper.RESOLUTIONS["hd"].settings()
+    assert paper.scaled_settings(2160, 3840) == paper.RESOLUTIONS["4k"].settings()
+    assert paper.REFINE_SHARE == 80_000 / (1920 * 1080) == 320_000 / (3840 * 2160)
+    # ... other sizes the same share of their area, in whole 4x4 patches ...
+    assert paper.refine_pixels_for(480, 640) == 11_856  # 741 patches, 3.86 %
+    assert paper.refine_pixels_for(540, 960) == 20_000
+    assert paper.refine_pixels_for(720, 1280) == 35_552
+    assert paper.scaled_settings(2048, 2048)["backbone_scale"] == 0.25
+    assert paper.scaled_settings(2049, 2048)["backbone_scale"] == 0.125
+    for size in [(480, 640), (720, 1280), (1000, 1000), (3000, 4000)]:
+        pixels = paper.refine_pixels_for(*size)
+        assert pixels % 16 == 0
+        assert abs(pixels - paper.REFINE_SHARE * size[0] * size[1]) <= 8
+    # ... and never fewer than the floor: 320 x 240 would get 2,960.
+    assert paper.refine_pixels_for(240, 320) == paper.MIN_REFINE_PIXELS == 4_096
+    assert paper.refine_pixels_for(4, 4) == 4_096  # the refiner caps it at the patches there are
+    for bad in [(0, 640), (480, -1), (480.5, 640)]:
+        with pytest.raises(ValueError, match="positive integers"):
+            paper.refine_pixels_for(*bad)

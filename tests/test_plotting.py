@@ -78,3 +78,55 @@ def test_textured_crop_prefers_opaque_detail():
     pha[:, :32, 32:] = 1
     rows, cols = plotting.textured_crop(image, pha, size=16)
     assert (rows.start, cols.start) == (8, 40)
+
+
+def test_uint8_and_float_images_are_the_same_picture():
+    image = torch.rand(3, 6, 7, generator=torch.Generator().manual_seed(3))
+    as_uint8 = (image * 255).round().to(torch.uint8)
+    expected = plotting.to_numpy_image(image)
+    np.testing.assert_allclose(plotting.to_numpy_image(as_uint8), expected, atol=0.5 / 255)
+    np.testing.assert_allclose(
+        plotting.to_numpy_image(as_uint8.permute(1, 2, 0).numpy()), expected, atol=0.5 / 255
+    )
+    as_uint16 = (image.permute(1, 2, 0).numpy() * 65535).round().astype(np.uint16)
+    np.testing.assert_allclose(plotting.to_numpy_image(as_uint16), expected, atol=1e-4)
+    assert plotting.to_numpy_image(torch.ones(4, 4, dtype=torch.bool)).max() == 1.0
+    assert plotting.to_numpy_image(image.half()).dtype == np.float32
+    with pytest.raises(ValueError, match="value range of a int64"):
+        plotting.to_numpy_image(np.zeros((4, 4), dtype=np.int64))
+    # The helpers built on it accept both too.
+    np.testing.assert_allclose(
+        plotting.rgba_on_checkerboard(as_uint8, torch.ones(1, 6, 7)), expected, atol=0.5 / 255
+    )
+
+
+def test_image_grid_value_ranges_per_image():
+    fig = plotting.image_grid(
+        [torch.rand(1, 4, 4), torch.rand(1, 4, 4)], value_ranges=[(0, 1), (0, 0.2)]
+    )
+    assert [im.get_clim() for ax in fig.axes for im in ax.get_images()] == [(0, 1), (0, 0.2)]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="2 images but 1 value ranges"):
+        plotting.image_grid([torch.rand(1, 4, 4)] * 2, value_ranges=[(0, 1)])
+
+
+def test_color_swatches_draw_patches_not_images():
+    fig = plotting.color_swatches(
+        [(1, 0, 0), (0, 0, 1)], ["F", "B"], ramp=((1, 0, 0), (0, 0, 1), 0.25)
+    )
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["F", "B"]
+    assert sum(len(ax.get_images()) for ax in fig.axes) == 1  # only the ramp is an image
+    ramp = fig.axes[2].get_images()[0].get_array()
+    np.testing.assert_allclose(ramp[0, 0], [0, 0, 1])  # α = 0: the background
+    np.testing.assert_allclose(ramp[0, -1], [1, 0, 0])  # α = 1: the foreground
+    plt.close(fig)
+    with pytest.raises(ValueError, match="2 colours but 1 titles"):
+        plotting.color_swatches([(1, 0, 0), (0, 0, 1)], ["F"])
+
+
+def test_overlay_patches_without_borders_keeps_pixels_readable():
+    image = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    selected = torch.ones(2, 2)
+    out = plotting.overlay_patches(image, selected, patch_size=4, borders=False, opacity=0.2)
+    np.testing.assert_allclose(out, np.broadcast_to(out[0, 0], out.shape))  # no outline
+    assert out[0, 0, 0] > 0.5 and out[0, 0, 2] < 0.5

@@ -85,6 +85,16 @@ def test_registry_entries_and_aliases():
         r50.backbone = "resnet101"  # type: ignore[misc]
 
 
+def test_the_names_the_command_checks_before_importing_torch_are_the_registry():
+    from mattingkit import _weights_names as names
+
+    assert [Path(f).stem for f in names.FILENAMES] == list_pretrained()
+    assert [get_weights(n).filename for n in list_pretrained()] == list(names.FILENAMES)
+    for alias, target in names.ALIASES.items():
+        assert get_weights(alias).name == target == names.resolve_name(alias.upper())
+    assert names.resolve_name("resnt50") is None
+
+
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50"])
 def test_num_params_match_the_model(backbone):
     model = MattingRefine(backbone)
@@ -323,6 +333,9 @@ def test_fallback_to_shipped_model(tmp_path, monkeypatch, official_mbv2_state, c
     notices = [str(w.message) for w in caught if "mattingkit's own MobileNetV2" in str(w.message)]
     assert len(notices) == 1  # the notice comes once ...
     assert str(tmp_path / "cache" / "pytorch_resnet50.pth") in notices[0]  # where to put a copy
+    # Three sources failed, two of them on drive.google.com: each reason once, on one line.
+    assert notices[0].count("cannot resolve host drive.google.com") == 1
+    assert "cannot resolve host github.com" in notices[0] and "\n" not in notices[0]
     printed = capsys.readouterr()
     assert "mattingkit's own" not in printed.out + printed.err  # ... and not a second time
     assert load_pretrained("mattingkit").refine_sample_pixels == 80_000

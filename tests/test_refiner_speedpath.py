@@ -62,8 +62,13 @@ def refiner_inputs(
     return tuple(t.contiguous(memory_format=CL) for t in (src, bgr, pha, fgr, err, hid))
 
 
-def run(refiner: Refiner, inputs: tuple[torch.Tensor, ...], window_path: str):
+def run(
+    refiner: Refiner, inputs: tuple[torch.Tensor, ...], window_path: str, fast_stages: bool = False
+):
+    """Run on one path. The fast stages (tests/test_refiner_fast.py) rearrange float
+    arithmetic, so the bit-for-bit comparisons of the inputs run the modules' stages."""
     refiner.window_path = window_path
+    refiner.fast_stages = fast_stages
     with torch.inference_mode():
         return refiner(*inputs)
 
@@ -186,6 +191,7 @@ def test_whole_model_channels_last_and_torchscript_take_the_same_numbers():
     with torch.no_grad():
         model.decoder.conv4.bias[4] = 0.3  # an error map that is not all zero
     model = model.to(memory_format=CL)
+    model.refiner.fast_stages = False  # bit for bit: the modules' stages on both paths
     generator = torch.Generator().manual_seed(1)
     src, bgr = (
         torch.rand(2, 3, 128, 160, generator=generator).contiguous(memory_format=CL)

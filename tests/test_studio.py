@@ -1,7 +1,12 @@
-"""The chapter 07 studio, driven headless: set widget values, click buttons, check the state.
+"""The chapter 07 studio: its logic as plain functions, and the widget view driven headless.
 
-Real components throughout: the shipped model through ``Matter``, real image files, a real
-HTTP server on loopback for URLs, and ``matte_video`` on the sample clip.
+The logic (:mod:`mattingkit.studio_logic`) is tested without a single widget: which fields
+each choice needs, media resolution, runs, composites, exports and their messages. The view
+(:class:`mattingkit.studio.Studio`) is then driven like a user: set widget values, click
+buttons, check what each section's status line says. Real components throughout: the
+shipped model through ``Matter``, real image files, a real HTTP server on loopback for
+URLs, and ``matte_video`` on the sample clip. What the browser displays is checked by
+``tests/test_studio_browser.py``.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 import http.server
+import itertools
 import socket
 import threading
 from pathlib import Path
@@ -19,7 +25,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from mattingkit import download  # noqa: E402
+from mattingkit import download, studio_logic  # noqa: E402
 from mattingkit.io import read_image, write_image  # noqa: E402
 from mattingkit.studio import (  # noqa: E402
     PANELS,
@@ -31,6 +37,17 @@ from mattingkit.studio import (  # noqa: E402
     media_kind,
     resolve_media,
     save_upload,
+)
+from mattingkit.studio_logic import (  # noqa: E402
+    FIELD_LABELS,
+    ModelCache,
+    StudioSettings,
+    check_export,
+    composite_on,
+    error_message,
+    run_model,
+    stats_html,
+    visible_fields,
 )
 from mattingkit.synthetic import load_sample  # noqa: E402
 
@@ -82,6 +99,103 @@ def _upload_value(name: str, content: bytes) -> tuple[dict, ...]:
     )
 
 
+# --- the logic, without widgets ----------------------------------------------------------------
+
+# What each choice needs, written out independently of the code: every other optional field
+# must be hidden. (The always-shown controls are not optional.)
+NEEDS = {
+    ("media", "own"): {"source", "source_upload", "plate", "plate_upload", "upload_note"},
+    ("media", "portrait"): {"export_note"},
+    ("media", "clip"): {"output", "max_frames", "overwrite", "export_button"},
+    ("weights", "official"): {"backbone"},
+    ("weights", "file"): {"weights_file"},
+    ("refine_mode", "sampling"): {"sample_pixels"},
+    ("refine_mode", "thresholding"): {"threshold"},
+    ("background_kind", "colour"): {"background_color"},
+    ("background_kind", "image"): {"background_image"},
+}
+NEEDS[("media", "own")] |= NEEDS[("media", "clip")]  # your own video can be exported
+OPTIONAL = set().union(*NEEDS.values())
+CHOICES = {
+    "media": ("portrait", "clip", "own"),
+    "weights": ("official", "shipped", "file"),
+    "refine_mode": ("sampling", "thresholding", "full"),
+    "background_kind": ("colour", "image", "blur"),
+}
+
+
+def _expected_fields(choice: dict) -> set:
+    needed = set().union(*(NEEDS.get(item, set()) for item in choice.items()))
+    return needed | (set(FIELD_LABELS) - OPTIONAL)
+
+
+def test_each_choice_decides_only_for_its_own_fields():
+    for values in itertools.product(*CHOICES.values()):
+        choice = dict(zip(CHOICES, values))
+        for preset in ("auto", "hd", "4k"):  # the preset needs no field of its own
+            shown = visible_fields(StudioSettings(**choice, preset=preset))
+            assert shown == _expected_fields(choice), choice
+
+
+def test_settings_refuse_unknown_choices():
+    with pytest.raises(ValueError, match="weights must be one of"):
+        StudioSettings(weights="torrent")
+    assert StudioSettings().replace(media="own").media == "own"
+
+
+def test_no_file_given_names_the_field(tmp_path):
+    models = ModelCache()
+    settings = StudioSettings(media="own", source="", plate="", max_side=SMALL)
+    outcome = run_model(settings, models, cache=tmp_path, repeats=1)
+    assert not outcome.ok and "“frame or video”" in outcome.messages[-1].text
+    src = write_image(tmp_path / "frame.png", torch.rand(3, 8, 8))
+    outcome = run_model(settings.replace(source=str(src)), models, cache=tmp_path, repeats=1)
+    assert "No file given in “clean plate”" in outcome.messages[-1].text
+    outcome = run_model(
+        StudioSettings(weights="file", max_side=SMALL), models, cache=tmp_path, repeats=1
+    )
+    assert outcome.messages[-1].text.startswith("No file given in “weights file”")
+
+
+def test_error_messages_are_one_sentence():
+    assert error_message(FileExistsError("out.mp4 already exists")) == "Out.mp4 already exists."
+    long = RuntimeError("the encoder died\nTraceback (most recent call last):\n  File ...")
+    assert error_message(long) == "RuntimeError: the encoder died."
+    assert "\n" not in error_message(ValueError("a\nb"))
+
+
+def test_run_model_and_composite_without_widgets(tmp_path):
+    models = ModelCache()
+    settings = StudioSettings(weights="shipped", max_side=SMALL)
+    outcome = run_model(settings, models, repeats=1)
+    assert outcome.ok and outcome.messages[-1].level == "ok"
+    assert (outcome.stats.width, outcome.stats.height) == (160, 90)
+    loaded = models.loaded
+    again = run_model(settings.replace(refine_mode="full"), models, repeats=1)
+    assert models.loaded is loaded and again.stats.settings["refine_mode"] == "full"
+    assert "paper (HD" in stats_html(again.stats)
+    composite, messages = composite_on(outcome.result, settings.replace(background_kind="blur"))
+    torch.testing.assert_close(composite, outcome.result.composite("blur"))
+    assert messages[-1].level == "ok"
+    none, messages = composite_on(outcome.result, settings.replace(background_kind="image"))
+    assert none is None and "No file given in “image”" in messages[-1].text
+
+
+def test_check_export_refuses_before_any_work(tmp_path):
+    clip = studio_logic.sample_media("clip")
+    portrait = studio_logic.sample_media("portrait")
+    with pytest.raises(MediaError, match="is an image"):
+        check_export(StudioSettings(), portrait)
+    with pytest.raises(MediaError, match="“video output”"):
+        check_export(StudioSettings(output="  "), clip)
+    target = tmp_path / "made_by_you.mp4"
+    target.write_bytes(b"yours")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        check_export(StudioSettings(output=str(target)), clip)
+    assert check_export(StudioSettings(output=str(target), overwrite=True), clip) == target
+    assert target.read_bytes() == b"yours"  # checking never touches it
+
+
 # --- running the model -----------------------------------------------------------------------
 
 
@@ -104,20 +218,22 @@ def test_run_on_the_sample_shows_seven_panels_and_numbers(studio, portrait):
     titles = [ax.get_title() for ax in studio.figure.axes]
     assert [t.split(" (")[0] for t in titles[:7]] == list(PANELS)
     assert f"({stats.refined_patches:,})" in titles[5]
-    panel_text = studio.figure.axes[7].texts[0].get_text()
-    assert "paper (HD" in panel_text and "measured" in panel_text
+    # the numbers sit in an HTML table under the figure, at the page's font size
+    assert not any(ax.texts for ax in studio.figure.axes), "no text drawn inside the figure"
+    assert "paper (HD" in studio.stats_view.value and "measured here" in studio.stats_view.value
+    assert "1920×1080" in studio.stats_view.value and "160×90" in studio.stats_view.value
     assert "fps" in studio.status.value and "GMac" in studio.status.value
     # the shipped model finds the person: alpha close to the truth at the working size
     truth = fit_size(portrait.pha, SMALL)
     assert (result.pha[0] - truth).abs().mean() < 0.05
-    assert "Working at 160×90" in " ".join(studio.messages)
+    assert "Working at 160×90" in " ".join(map(str, studio.messages))
 
 
 def test_refine_controls_change_the_work_and_reuse_the_loaded_model(studio):
     studio.refine_mode.value = "sampling"
     studio.sample_pixels.value = 10_000
     studio.run_button.click()
-    loaded = studio._loaded
+    loaded = studio.models.loaded
     sampled = studio.stats
     assert sampled.settings["refine_sample_pixels"] == 10_000
     assert sampled.refined_patches <= 10_000 // 16
@@ -138,7 +254,7 @@ def test_refine_controls_change_the_work_and_reuse_the_loaded_model(studio):
         assert studio.stats.settings["refine_threshold"] == threshold
         counts[threshold] = studio.stats.refined_patches
     assert counts[0.02] > counts[0.5]
-    assert studio._loaded is loaded  # settings changed, weights not reloaded
+    assert studio.models.loaded is loaded  # settings changed, weights not reloaded
 
     studio.preset.value = "4k"
     studio.refine_mode.value = "sampling"
@@ -155,12 +271,12 @@ def test_offline_official_weights_fall_back_and_say_so(tmp_path, monkeypatch):
     monkeypatch.setattr(download, "default_downloader", no_network)
     monkeypatch.setenv("MATTINGKIT_HOME", str(tmp_path / "home"))
     studio = Studio(weights="official", backbone="resnet50", max_side=160, repeats=1)
-    with pytest.warns(UserWarning, match="shipped|own MobileNetV2"):
-        studio.run()
+    studio.run()  # the fallback warning becomes a message, not a line on stderr
     assert studio.stats is not None and studio.stats.used_fallback
     assert studio.stats.backbone == "mobilenetv2"
-    assert any("could not be downloaded" in m and "shipped" in m for m in studio.messages)
-    assert "FALLBACK" in studio.figure.axes[7].texts[0].get_text()
+    assert any("could not be downloaded" in m.text and "shipped" in m.text for m in studio.messages)
+    assert "could not be downloaded" in studio.status.value
+    assert "FALLBACK" in studio.stats_view.value
 
 
 # --- backgrounds -----------------------------------------------------------------------------
@@ -169,7 +285,9 @@ def test_offline_official_weights_fall_back_and_say_so(tmp_path, monkeypatch):
 def test_background_before_a_run_says_what_to_do(studio):
     studio.background_button.click()
     assert studio.composite is None
-    assert "Run the model first" in studio.messages[-1]
+    assert "Run the model first" in str(studio.messages[-1])
+    assert "Run the model first" in studio.background_status.value  # beside its button
+    assert studio.status.value == ""
 
 
 def test_new_backgrounds_colour_blur_and_image(studio, tmp_path):
@@ -203,7 +321,8 @@ def test_new_backgrounds_colour_blur_and_image(studio, tmp_path):
 
     studio.background_image.value = str(tmp_path / "missing.png")
     studio.background_button.click()
-    assert studio.messages[-1].startswith("✗ file not found")
+    assert str(studio.messages[-1]).startswith("✗ “image”: file not found")
+    assert "file not found" in studio.background_status.value and studio.composite is None
 
 
 # --- your own media ----------------------------------------------------------------------------
@@ -218,7 +337,7 @@ def _write_pair(folder: Path, portrait) -> tuple[Path, Path]:
 def test_own_media_from_paths(studio, tmp_path, portrait):
     src, bgr = _write_pair(tmp_path, portrait)
     studio.media_choice.value = "own"
-    assert studio._own_media.layout.display is None  # shown now
+    assert studio.source.layout.display is None and studio.plate.layout.display is None
     studio.source.value, studio.plate.value = str(src), str(bgr)
     studio.run_button.click()
     assert studio.stats is not None, studio.messages
@@ -259,7 +378,7 @@ def test_unreachable_url_gives_a_clear_message(studio, tmp_path):
     studio.source.value, studio.plate.value = url, url
     assert studio.run() is None
     assert studio.stats is None
-    assert studio.messages[-1].startswith("✗ could not download")
+    assert str(studio.messages[-1]).startswith("✗ “frame or video”: could not download")
     assert "connection refused" in studio.status.value
 
 
@@ -344,7 +463,7 @@ def test_frame_and_plate_of_different_sizes(studio, tmp_path, portrait):
     studio.media_choice.value = "own"
     studio.source.value, studio.plate.value = str(src), str(bgr)
     assert studio.run() is None
-    assert "must come from the same camera" in studio.messages[-1]
+    assert "must come from the same camera" in str(studio.messages[-1])
 
 
 # --- video ---------------------------------------------------------------------------------
@@ -373,19 +492,21 @@ def test_export_video_with_audio(tmp_path):
     studio.run_button.click()
     assert studio.stats is not None, studio.messages
     assert studio.media.video == video
-    assert (studio.result.src[0] - frames[0]).abs().mean() < 0.02  # the mp4 is lossy
+    assert (studio.result.src[0] - frames[0]).abs().mean() < 0.03  # the mp4 is lossy (4:2:0)
     studio.export_button.click()
     report = studio.video_report
     assert report is not None, studio.messages
     assert report.frames == 3 and report.audio_copied
-    assert "3 frames" in studio.messages[-1] and "audio" in studio.messages[-1]
+    assert "3 frames" in str(studio.messages[-1]) and "audio" in str(studio.messages[-1])
+    assert "3 frames" in studio.export_status.value
     written = read_video(report.outputs["composite"])
     assert written.shape == (3, 3, 96, 160)
 
     studio.video_report = None
     studio.export_button.click()  # the file exists and overwrite is off
     assert studio.video_report is None
-    assert "already exist" in studio.messages[-1]
+    assert "already exists" in str(studio.messages[-1]) and "overwrite" in str(studio.messages[-1])
+    assert "already exists" in studio.export_status.value
     studio.overwrite.value = True
     studio.max_frames.value = 0  # all frames
     studio.export_button.click()
@@ -403,7 +524,8 @@ def test_the_sample_video_is_offered(tmp_path):
 
 def test_export_needs_a_video(studio):
     studio.export_button.click()
-    assert "is an image" in studio.messages[-1]
+    assert "is an image" in str(studio.messages[-1])
+    assert "is an image" in studio.export_status.value
 
 
 def test_show_in_fast_mode_runs_once_statically(monkeypatch, tmp_path, capsys):
@@ -437,3 +559,105 @@ def test_chapter_07_exercise_checks_accept_right_and_explain_wrong(capsys):
     assert not check_gmac_ratio(None)
     assert check_naive_composite(lambda src, pha, bgr: pha * src + (1 - pha) * bgr)
     assert not check_naive_composite(lambda src, pha, bgr: pha * bgr + (1 - pha) * src)
+
+
+# --- the view: what each click shows, and where --------------------------------------------
+
+
+def test_every_field_has_its_own_layout_and_follows_the_choices(studio):
+    layouts = [widget.layout for widget in studio.controls.values()]
+    assert len({id(layout) for layout in layouts}) == len(layouts), "a Layout is shared"
+    for values in itertools.product(*CHOICES.values()):
+        for name, value in zip(CHOICES, values):
+            studio.controls[name].value = value
+        shown = {n for n, w in studio.controls.items() if w.layout.display != "none"}
+        assert shown == _expected_fields(dict(zip(CHOICES, values))), values
+
+
+class FakeIPython:
+    """What ipywidgets' Output sees inside a kernel: it prints tracebacks and swallows them."""
+
+    def __init__(self) -> None:
+        self.tracebacks: list = []
+
+    def showtraceback(self, exc_tuple=None, tb_offset=None):
+        self.tracebacks.append(exc_tuple)
+
+
+@pytest.fixture
+def in_a_kernel(monkeypatch):
+    from ipywidgets.widgets import widget_output
+
+    fake = FakeIPython()
+    monkeypatch.setattr(widget_output, "get_ipython", lambda: fake)
+    return fake
+
+
+def _sample_clip_studio(tmp_path) -> Studio:
+    studio = Studio(
+        media="clip",
+        weights="shipped",
+        max_side=SMALL,
+        repeats=1,
+        output=str(tmp_path / "out" / "composite.mp4"),
+        max_frames=2,
+        cache=tmp_path,
+    )
+    studio._live = True  # take the live path: progress bars and figures in Output widgets
+    return studio
+
+
+def test_export_twice_reports_in_the_status_line_not_as_a_traceback(tmp_path, in_a_kernel):
+    studio = _sample_clip_studio(tmp_path)
+    studio.export_button.click()
+    assert studio.video_report is not None and "2 frames" in studio.export_status.value
+    first = (tmp_path / "out" / "composite.mp4").read_bytes()
+    studio.export_button.click()  # overwrite is off
+    assert in_a_kernel.tracebacks == [], "a traceback went to the Output widget"
+    assert studio.video_report is None
+    assert "already exists" in studio.export_status.value
+    assert "overwrite" in studio.export_status.value
+    assert (tmp_path / "out" / "composite.mp4").read_bytes() == first
+    assert not studio.export_button.disabled and studio.export_button.description == "Export video"
+
+
+def test_any_export_error_reaches_the_status_line(tmp_path, in_a_kernel, monkeypatch):
+    import mattingkit.video
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("libx264 refused the frame size\n(long FFmpeg log follows)")
+
+    monkeypatch.setattr(mattingkit.video, "matte_video", broken)
+    studio = _sample_clip_studio(tmp_path)
+    studio.export_button.click()
+    assert in_a_kernel.tracebacks == []
+    assert "RuntimeError: libx264 refused the frame size." in studio.export_status.value
+    assert "FFmpeg log" not in studio.export_status.value
+
+
+def test_a_run_shows_that_it_works_then_replaces_the_old_results(studio, tmp_path):
+    seen = []
+    studio.status.observe(lambda change: seen.append(change["new"]), names="value")
+    studio.run_button.observe(lambda change: seen.append(change["new"]), names="description")
+    studio.run_button.click()
+    assert "Running…" in seen and any("⏳" in value and "Step 1 of" in value for value in seen)
+    assert seen.index("Running…") < next(i for i, v in enumerate(seen) if "✓" in v)
+    assert studio.run_button.description == "Run" and not studio.run_button.disabled
+
+    studio.background_kind.value = "blur"
+    studio.background_button.click()
+    assert studio.composite is not None and "✓" in studio.background_status.value
+    studio.weights.value = "file"  # a run that fails
+    studio.run_button.click()
+    assert studio.composite is None and studio.result is None
+    assert studio.background_status.value == "" and studio.stats_view.value == ""
+    assert "“weights file”" in studio.status.value
+    studio.weights.value = "shipped"
+    studio.run_button.click()
+    assert studio.composite is None and studio.stats is not None  # no stale composite
+
+
+def test_a_crash_in_a_button_still_ends_in_its_status_line(studio, monkeypatch):
+    monkeypatch.setattr(studio_logic, "composite_on", lambda *a, **k: 1 / 0)
+    studio.background_button.click()  # must not raise: a callback error goes to the log
+    assert "ZeroDivisionError" in studio.background_status.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -431,3 +432,95 @@ def test_cli_rejects_a_batch_of_one_per_process(tmp_path, capsys):
     assert code == 2
     assert "batch of at least 2" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line: resuming says what it does
+# ------------------------------------------------------------------------------------------------
+TINY_ARGS = ["--batch-size", "2", "--size", "64", "--checkpoint-every", "2", "--val-every", "0",
+             "--val-samples", "1", "--threads", "1", "--no-progress", "--no-augment",
+             "--bn-recalibration", "1", "--schedule", "cosine"]  # fmt: skip
+
+
+def _files_and_times(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_resuming_a_finished_run_does_nothing_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main([*TINY_ARGS, "--steps", "4", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: 4 steps in ")
+    before = _files_and_times(out)
+    assert T.main([*TINY_ARGS, "--steps", "4", "--out", str(out), "--resume"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("already complete at step 4 of 4; nothing to do")
+    assert _files_and_times(out) == before  # history, weights and checkpoints left as they were
+    (out / "model.pth").unlink()  # stopped between its last checkpoint and the weights file
+    assert T.main([*TINY_ARGS, "--steps", "4", "--out", str(out), "--resume"]) == 0
+    assert (out / "model.pth").is_file()
+
+
+def test_a_resumed_run_reports_only_the_steps_it_ran(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main([*TINY_ARGS, "--steps", "6", "--out", str(out), "--checkpoint-every", "2"]) == 0
+    (out / "checkpoints" / "step-0000006.pth").unlink()  # as if killed after step 4
+    (out / "model.pth").unlink()
+    capsys.readouterr()
+    assert T.main([*TINY_ARGS, "--steps", "6", "--out", str(out), "--resume"]) == 0
+    assert (
+        capsys.readouterr().out.strip().splitlines()[-1].startswith("done: steps 5-6 (2 steps) in ")
+    )
+
+
+def test_a_different_total_on_resume_is_refused_without_extend(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main([*TINY_ARGS, "--steps", "4", "--out", str(out)]) == 0
+    before = _files_and_times(out)
+    capsys.readouterr()
+    assert T.main([*TINY_ARGS, "--steps", "8", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m mattingkit.train: error: cannot resume")
+    assert "planned for --steps 4" in err[0] and "add --extend" in err[0]
+    assert _files_and_times(out) == before
+    assert T.main([*TINY_ARGS, "--steps", "3", "--out", str(out), "--resume", "--extend"]) == 2
+    assert "already at step 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        T.main([*TINY_ARGS, "--steps", "8", "--out", str(out), "--extend"])  # needs --resume
+    assert "add --resume" in capsys.readouterr().err
+
+
+def test_extend_recomputes_the_schedule_for_the_new_total_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main([*TINY_ARGS, "--steps", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    config = T.TrainConfig(stage="base", steps=8, batch_size=2, size=64, out=str(out),
+                           val_every=0, val_samples=1, checkpoint_every=2, threads=1,
+                           progress=False, augment=False, bn_recalibration=1, schedule="cosine",
+                           resume=True, extend=True)  # fmt: skip
+    base = T.OFFICIAL_LEARNING_RATES["base"]["backbone"]
+    planned_lr = base * T._lr_factor(dataclasses.replace(config, steps=4))(4)
+    replanned_lr = base * T._lr_factor(config)(4)
+    assert replanned_lr > 2 * planned_lr  # the cosine of 4 of 8 steps, not the end of 4
+    run = T._start_or_resume(config, T._setup_distributed("cpu"), [])
+    # The 5th step already runs at the new schedule's rate, in every parameter group.
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(replanned_lr)
+    assert [g["lr"] for g in run.optimizer.param_groups] == pytest.approx(
+        [b * T._lr_factor(config)(4) for b in run.scheduler.base_lrs]
+    )
+    assert T.main([*TINY_ARGS, "--steps", "8", "--out", str(out), "--resume", "--extend"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"--extend: planned for 4 steps, now 8; the cosine learning-rate schedule is recomputed "
+        f"for 8 steps: at step 4 the backbone's rate goes from {planned_lr:.3g} to "
+        f"{replanned_lr:.3g}" in printed
+    )
+    assert printed.strip().splitlines()[-1].startswith("done: steps 5-8 (4 steps) in ")
+    assert T.load_checkpoint(T.latest_checkpoint(out))["config"]["steps"] == 8
+
+
+def test_help_says_each_default_once():
+    text = " ".join(T._parser().format_help().split())
+    assert "(default: the HD share, 3.9%)" in text and "0.0385" not in text
+    assert text.count("(default:") == len(dataclasses.fields(T.TrainConfig))
+    assert "--progress, --no-progress show a tqdm progress bar (default: on)" in text
+    assert "the refine stage needs at least 32 / --backbone-scale (128" in text

@@ -118,7 +118,7 @@ def test_png_sequence_is_rgba_and_counts_every_frame(media, matter, tmp_path):
     assert report.frames == 10
     assert "PNG sequences carry no audio" in report.audio and not report.audio_copied
     composite_dir, pha_dir = tmp_path / "frames", tmp_path / "frames_pha"
-    names = [f"{i:06d}.png" for i in range(10)]
+    names = [f"{i:06d}.png" for i in range(10)] + ["timestamps.csv"]
     assert sorted(p.name for p in composite_dir.iterdir()) == names
     assert sorted(p.name for p in pha_dir.iterdir()) == names
     rgba = cv2.imread(str(composite_dir / "000003.png"), cv2.IMREAD_UNCHANGED)
@@ -126,6 +126,28 @@ def test_png_sequence_is_rgba_and_counts_every_frame(media, matter, tmp_path):
     assert rgba.shape == (*SIZE, 4) and grey.shape == SIZE
     np.testing.assert_array_equal(rgba[:, :, 3], grey)  # the composite's alpha is the matte
     assert _leftovers(tmp_path) == []
+    assert "timestamps.csv" in str(report)
+    # Again, over the folders it wrote (frames and timestamps): replaced with overwrite=True.
+    with pytest.raises(FileExistsError, match="pass overwrite=True to replace them"):
+        matte_video(source, plate, composite_dir, matter=matter, output_types=("composite", "pha"),
+                    progress=False, max_frames=2)  # fmt: skip
+    matte_video(source, plate, composite_dir, matter=matter, output_types=("composite", "pha"),
+                progress=False, max_frames=2, overwrite=True)  # fmt: skip
+    assert len(list(pha_dir.glob("*.png"))) == 2
+
+
+def _times(folder: Path) -> list[Fraction]:
+    """Each frame's time as a PNG sequence's timestamps.csv gives it, read with csv only."""
+    import csv
+
+    with open(folder / "timestamps.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["file"] for row in rows] == sorted(p.name for p in folder.glob("*.png"))
+    for row in rows:
+        assert float(row["seconds"]) == pytest.approx(
+            float(int(row["pts"]) * Fraction(row["time_base"])), abs=1e-6
+        )
+    return [int(row["pts"]) * Fraction(row["time_base"]) for row in rows]
 
 
 def test_existing_outputs_are_refused_before_any_work(media, matter, tmp_path):
@@ -233,6 +255,9 @@ def test_variable_frame_rate_keeps_each_frame_time(matter, tmp_path):
     report = matte_video(source, small.bgr, tmp_path / "out.mkv", matter=matter, progress=False)
     out = _streams(report.outputs["composite"])
     assert out["pts"] == [Fraction(ms, 1000) for ms in times_ms]
+    # A PNG sequence cannot hold times: they are written beside the frames, exactly.
+    report = matte_video(source, small.bgr, tmp_path / "frames", matter=matter, progress=False)
+    assert _times(report.outputs["composite"]) == [Fraction(ms, 1000) for ms in times_ms]
 
 
 def test_a_video_background_is_looped_behind_the_subject(media, clip, matter, tmp_path):
@@ -267,9 +292,9 @@ def test_output_names_and_bad_arguments(media, matter, tmp_path):
         output_paths("out.mp4", ["alpha"])
     with pytest.raises(ValueError, match="'.avi'"):
         output_paths("out.avi")
+    with pytest.raises(ValueError, match="the alpha matte is 'pha'"):
+        output_paths("out.mp4", ["alpha"])
     source, plate = media
-    with pytest.raises(ValueError, match="plate is 128x96 but the video is 256x144"):
-        matte_video(source, np.zeros((96, 128, 3), np.uint8), tmp_path / "o.mp4", matter=matter)
     with pytest.raises(ValueError, match="cannot store transparency"):
         matte_video(source, plate, tmp_path / "o.mp4", matter=matter, background="transparent")
     with pytest.raises(ValueError, match="is the source video itself"):
@@ -288,3 +313,58 @@ def test_pipeline_benchmark_runs_and_reports_the_ratio(capsys):
     results = module.main(argv)
     assert len(results["model_fps"]) == len(results["pipeline_fps"]) == 1
     assert "best: model only" in capsys.readouterr().out
+
+
+def test_a_plate_of_another_size_is_scaled_to_the_video_with_one_warning(
+    media, clip, matter, tmp_path
+):
+    source, _ = media
+    # The same view at twice the resolution (a photo from the same camera): a plain resize.
+    big = torch.nn.functional.interpolate(clip.bgr[None], scale_factor=2.0, mode="bilinear")[0]
+    with pytest.warns(UserWarning, match="plate is 288×512 but the video is 144×256") as caught:
+        report = matte_video(source, big, tmp_path / "o.mp4", matter=matter,
+                             output_types=("pha",), progress=False, max_frames=4)  # fmt: skip
+    messages = [str(w.message) for w in caught if "plate is" in str(w.message)]
+    assert len(messages) == 1 and "same aspect ratio, nothing cropped" in messages[0]
+    pha = read_video(report.outputs["pha"])[:, :1]
+    assert (pha - clip.pha[:4]).abs().mean() < 0.08  # matted as well as with the exact plate
+    # Another aspect ratio (4:3 for a 16:9 video): scaled to cover and centre-cropped, said so.
+    with pytest.warns(UserWarning, match="aspect ratios differ"):
+        matte_video(source, np.zeros((96, 128, 3), np.uint8), tmp_path / "o2.mp4", matter=matter,
+                    progress=False, max_frames=1)  # fmt: skip
+
+
+class _HoleyMatter:
+    """The real Matter, but every matte it returns is a known one: a filled rectangle (the
+    subject) with a square hole in it and a speck beside it."""
+
+    def __init__(self, inner: Matter) -> None:
+        self.inner, self.device = inner, inner.device
+        self.pha = torch.zeros(1, 1, *SIZE)
+        self.pha[..., 20:120, 60:180] = 1.0
+        self.pha[..., 60:70, 120:130] = 0.0  # the hole
+        self.pha[..., 10:14, 220:224] = 1.0  # the speck
+
+    def __call__(self, src, bgr):
+        import dataclasses
+
+        return dataclasses.replace(self.inner(src, bgr), pha=self.pha.clone())
+
+
+def test_clean_matte_fills_the_holes_of_every_frame(matter, tmp_path):
+    small = synthetic.make_clip(11, SIZE, 3, subject="person")
+    source = write_video(tmp_path / "src.mp4", small.src, 24)
+    holey = _HoleyMatter(matter)
+    plain = matte_video(source, small.bgr, tmp_path / "plain", matter=holey,
+                        output_types=("pha",), progress=False)  # fmt: skip
+    cleaned = matte_video(source, small.bgr, tmp_path / "clean", matter=holey,
+                          output_types=("pha",), progress=False, clean_matte=True)  # fmt: skip
+    expected = holey.pha.clone()
+    expected[..., 60:70, 120:130] = 1.0
+    expected[..., 10:14, 220:224] = 0.0
+    for t in range(3):
+        name = f"{t:06d}.png"
+        before = cv2.imread(str(plain.outputs["pha"] / name), cv2.IMREAD_UNCHANGED)
+        after = cv2.imread(str(cleaned.outputs["pha"] / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(before, (holey.pha[0, 0] * 255).byte().numpy())
+        np.testing.assert_array_equal(after, (expected[0, 0] * 255).byte().numpy())

@@ -17,6 +17,8 @@ def drawn(monkeypatch):
     """Record what each render shows instead of drawing it."""
     calls = []
     monkeypatch.setattr(widgets, "show_images", lambda images, titles, **k: calls.append(titles))
+    monkeypatch.setattr(widgets, "color_swatches", lambda colors, titles, **k: calls.append(titles))
+    monkeypatch.setattr(widgets.plt, "show", lambda: None)
     return calls
 
 
