@@ -1,19 +1,25 @@
-"""The names in the weights registry, importable without torch.
+"""The names in the weights registry and where the files come from, importable without torch.
 
 The ``mattingkit`` command checks ``--weights NAME`` and ``mattingkit download NAME`` against
 these names before it imports torch (seconds on a fast machine, minutes on a loaded one), so
-a typo fails at once. :mod:`mattingkit.pretrained` builds its registry on the same names and
-resolves them with :func:`resolve_name`; ``tests/test_pretrained.py`` checks the two agree.
+a typo fails at once, and ``mattingkit download`` fetches without torch at all, so that
+offline it answers in about a second. :mod:`mattingkit.pretrained` builds its registry on the
+same names and sources (:func:`resolve_name`, :func:`official_sources`);
+``tests/test_pretrained.py`` checks the two agree.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ALIASES",
     "FILENAMES",
     "SHIPPED_FILENAME",
+    "check_name_or_file",
+    "fetch_registry_file",
+    "official_sources",
     "resolve_name",
     "unknown_name_message",
     "unknown_weights_message",
@@ -21,6 +27,18 @@ __all__ = [
 
 #: mattingkit's own small model, shipped in ``assets/weights/``.
 SHIPPED_FILENAME = "mattingkit_mobilenetv2_fp16.pth"
+
+#: GitHub release that mirrors the Google Drive files.
+RELEASE_URL = "https://github.com/PeterL1n/BackgroundMattingV2/releases/download/v1.0.0"
+#: The official shared Drive folder (subfolders PyTorch/, TorchScript/, ONNX/).
+DRIVE_FOLDER_ID = "1cbetlrKREitIgjnIikG1HdM4x72FtgBh"
+#: Drive file ids where the official sources give one (the others are found in the folder).
+DRIVE_IDS = {
+    "pytorch_resnet50.pth": "1ErIAsB_miVhYL9GDlYUmfbqlV293mSYf",
+    "pytorch_resnet101.pth": "1zysR-jW6jydA2zkWfevxD1JpQHglKG1_",
+    "pytorch_mobilenetv2.pth": "1b2FQH0yULaiBwe4ORUvSxXpdWLipjLsI",
+    "torchscript_resnet50_fp32.pth": "1-t9SO--H4WmP7wUl1tVNNeDkq47hjbv4",
+}
 
 #: Every registry file, official releases first; the registry name is the file's stem.
 FILENAMES = (
@@ -75,4 +93,56 @@ def unknown_weights_message(value: object) -> str:
     return (
         f"{str(value)!r} is neither a file nor a registry name; names: {list(_NAMES)}, "
         f"aliases: {sorted(ALIASES)}"
+    )
+
+
+def check_name_or_file(value: str) -> None:
+    """Weights given on a command line must be a registry name or an existing file.
+
+    Raises ``FileNotFoundError`` (or ``IsADirectoryError``) with the one message for it.
+    """
+    if resolve_name(value) is not None:
+        return
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the weights file inside it")
+    if not path.is_file():
+        raise FileNotFoundError(unknown_weights_message(value))
+
+
+def official_sources(filename: str) -> dict[str, Any]:
+    """Where an official file is downloaded from: Drive id, Drive folder, GitHub mirror."""
+    return {
+        "drive_id": DRIVE_IDS.get(filename),
+        "drive_folder_id": DRIVE_FOLDER_ID,
+        "urls": (f"{RELEASE_URL}/{filename}",),
+    }
+
+
+def fetch_registry_file(
+    name: str, *, cache_dir: str | Path | None = None, progress: bool = True
+) -> Path:
+    """The local file of a registry name, without torch: the shipped file, or the official
+    one downloaded (:func:`mattingkit.download.fetch`). What ``mattingkit download`` runs;
+    :func:`mattingkit.pretrained.fetch_weights` is the same with a ``Weights`` entry."""
+    from mattingkit.download import fetch
+    from mattingkit.runtime import asset_path
+
+    key = resolve_name(name)
+    if key is None:
+        raise KeyError(unknown_name_message(name))
+    filename = _NAMES[key]
+    if filename == SHIPPED_FILENAME:
+        path = asset_path("weights", SHIPPED_FILENAME)
+        if not path.is_file():
+            raise FileNotFoundError(shipped_missing_message(path))
+        return path
+    return fetch(filename, **official_sources(filename), cache_dir=cache_dir, progress=progress)
+
+
+def shipped_missing_message(path: Path) -> str:
+    """The one message for a checkout without the shipped weights."""
+    return (
+        f"mattingkit's shipped weights are missing: {path}. Train them with "
+        "`python scripts/train_shipped_model.py`, or use the official weights."
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 # Only light modules here: everything that imports torch is imported inside the commands.
-from mattingkit._weights_names import resolve_name, unknown_name_message, unknown_weights_message
+from mattingkit._weights_names import check_name_or_file, fetch_registry_file
 from mattingkit.download import DownloadError
 from mattingkit.outputs import (
     ALPHA_SUFFIXES,
@@ -68,12 +68,9 @@ def _one_line(error: BaseException) -> str:
 
 def _download_failed(error: DownloadError) -> str:
     """One line for weights a matting command could not download: what, why, what to do."""
-    tried = len(error.attempts)
-    sources = f"{tried} source{'s' if tried != 1 else ''} tried: " if tried else ""
     return (
-        f"could not download {error.filename} ({sources}{error.reasons()}); save a copy "
-        f"downloaded by hand as {error.manual_path}, or pass --allow-fallback to matte with "
-        "mattingkit's shipped model instead"
+        f"{error.one_line()}, or pass --allow-fallback to matte with mattingkit's shipped "
+        "model instead"
     )
 
 
@@ -116,13 +113,8 @@ def _check_background(value: str | None) -> None:
 
 def _check_weights(value: str | None) -> None:
     """``--weights`` must be a registry name or an existing file."""
-    if value is None or resolve_name(value) is not None:
-        return
-    path = Path(value).expanduser()
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; pass the weights file inside it")
-    if not path.is_file():
-        raise FileNotFoundError(unknown_weights_message(value))
+    if value is not None:
+        check_name_or_file(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -303,12 +295,8 @@ class _LazyMatter:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    if resolve_name(args.name) is None:
-        raise KeyError(unknown_name_message(args.name))
-
-    from mattingkit.pretrained import fetch_weights
-
-    path = fetch_weights(args.name, cache_dir=args.cache_dir, progress=True)
+    # Without torch: offline, the answer comes in about a second, not after the import.
+    path = fetch_registry_file(args.name, cache_dir=args.cache_dir, progress=True)
     print(path)
     return 0
 

@@ -22,12 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mattingkit._weights_names import check_name_or_file
 from mattingkit.download import DownloadError
 
 OUTPUTS = ("pha.png", "fgr.png", "composite_green.png", "composite_blurred_plate.png", "rgba.png")
 #: What the demo wrote, so that a second run can tell its own files from yours.
 MANIFEST = "demo.json"
 DEFAULT_OUT = Path("outputs/demo")
+#: Without ``--weights``: the official MobileNetV2, or the shipped model when offline.
+DEFAULT_WEIGHTS = "mobilenetv2"
 GREEN = (120 / 255, 255 / 255, 155 / 255)  # the official demos' green screen
 
 
@@ -42,9 +45,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--weights",
-        default="mobilenetv2",
-        help="registry name (resnet50, resnet101, mobilenetv2, mattingkit) or a local file; "
-        "official weights that cannot be downloaded are replaced by the shipped model",
+        help="registry name (resnet50, resnet101, mobilenetv2, mattingkit) or a local file. "
+        "Default: the official MobileNetV2, or mattingkit's shipped model when it cannot be "
+        "downloaded; weights you name that cannot be downloaded are an error unless "
+        "--allow-fallback is given (as with the mattingkit command)",
+    )
+    parser.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="when the named official weights cannot be downloaded, use the shipped model",
     )
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     parser.add_argument(
@@ -130,10 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         for path in (args.src, args.bgr):  # checked before the slow imports
             if path is not None and not path.is_file():
                 raise FileNotFoundError(f"image not found: {path}")
+        if args.weights is not None:
+            check_name_or_file(args.weights)
         out, moved = choose_folder(args.out, args.overwrite)
         return _run(args, out, moved)
     except (OSError, ValueError, KeyError, DownloadError) as error:
-        text = " ".join(str(error).split()) or type(error).__name__
+        if isinstance(error, DownloadError) and error.filename:
+            text = f"{error.one_line()}, or pass --allow-fallback to use the shipped model"
+        else:
+            text = " ".join(str(error).split()) or type(error).__name__
+            if isinstance(error, KeyError) and text.startswith(("'", '"')):
+                text = text[1:-1]  # KeyError quotes its message
         print(f"python -m mattingkit.demo: error: {text}", file=sys.stderr)
         return 1
 
@@ -171,7 +187,12 @@ def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
 
     with warnings.catch_warnings(record=True) as caught:  # the fallback notice, as one line
         warnings.simplefilter("always")
-        model = load_pretrained(args.weights, device=device, **recommended_settings(height, width))
+        model = load_pretrained(
+            args.weights or DEFAULT_WEIGHTS,
+            device=device,
+            allow_fallback=args.weights is None or args.allow_fallback,
+            **recommended_settings(height, width),
+        )
     for warning in caught:
         print(f"⚠ {warning.message}")
     src_b, bgr_b = src.unsqueeze(0).to(device), bgr.unsqueeze(0).to(device)

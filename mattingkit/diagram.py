@@ -194,7 +194,13 @@ _COLORS = {
 }
 
 
-def _box(ax: plt.Axes, x: float, y: float, stage: Stage, color: str, width: float = 2.3) -> None:
+BOX_WIDTH = 2.5  # wide enough for the longest measured label, "1,250 patches × 42 × 8×8"
+EDGE = BOX_WIDTH / 2 + 0.02  # arrows start and end just outside a box
+
+
+def _box(
+    ax: plt.Axes, x: float, y: float, stage: Stage, color: str, width: float = BOX_WIDTH
+) -> None:
     corner = (x - width / 2, y - 0.34)
     style = {"boxstyle": "round,pad=0.02", "facecolor": color, "edgecolor": "0.25"}
     ax.add_patch(FancyBboxPatch(corner, width, 0.68, linewidth=1.0, **style))
@@ -215,7 +221,7 @@ def draw_base_network(model: MattingBase, src: torch.Tensor, bgr: torch.Tensor) 
     """The base network as a U, every box measured on ``model(src, bgr)``. Chapter 03."""
     stages = base_network_stages(model, src, bgr)
     encoder, aspp, decoder, outputs = stages[:5], stages[5], stages[6:10], stages[10:]
-    fig, ax = plt.subplots(figsize=(13, 6.4))
+    fig, ax = plt.subplots(figsize=(13, 7.4))
     levels = len(encoder)  # input, 1/2, 1/4, 1/8, 1/16
     y_of = {level: 2.0 * (levels - 1 - level) for level in range(levels)}
     x_enc, x_dec, x_out = 0.0, 6.0, 9.2
@@ -224,20 +230,20 @@ def draw_base_network(model: MattingBase, src: torch.Tensor, bgr: torch.Tensor) 
         if level:
             _arrow(ax, (x_enc, y_of[level - 1] - 0.36), (x_enc, y_of[level] + 0.36))
     _box(ax, 3.0, y_of[levels - 1], aspp, _COLORS["aspp"])
-    _arrow(ax, (x_enc + 1.17, y_of[levels - 1]), (3.0 - 1.17, y_of[levels - 1]))
+    _arrow(ax, (x_enc + EDGE, y_of[levels - 1]), (3.0 - EDGE, y_of[levels - 1]))
     for step, stage in enumerate(decoder):  # conv1 at 1/8 ... conv4 at full resolution
         level = levels - 2 - step
         _box(ax, x_dec, y_of[level], stage, _COLORS["decoder"])
-        start = (3.0 + 1.17, y_of[levels - 1]) if step == 0 else (x_dec, y_of[level + 1] + 0.36)
+        start = (3.0 + EDGE, y_of[levels - 1]) if step == 0 else (x_dec, y_of[level + 1] + 0.36)
         _arrow(ax, start, (x_dec, y_of[level] - 0.36))
         skip = encoder[level]
-        _arrow(ax, (x_enc + 1.17, y_of[level]), (x_dec - 1.17, y_of[level]), ls="--", color="0.5")
+        _arrow(ax, (x_enc + EDGE, y_of[level]), (x_dec - EDGE, y_of[level]), ls="--", color="0.5")
         label = f"skip: {skip.channels} ch at {skip.shape[2]}×{skip.shape[3]}"
         ax.text(3.0, y_of[level] + 0.12, label, ha="center", fontsize=8, color="0.35")
     for index, stage in enumerate(outputs):
         y = y_of[0] + 0.9 - 0.95 * index
         _box(ax, x_out, y, stage, _COLORS["output"], width=2.0)
-        _arrow(ax, (x_dec + 1.17, y_of[0]), (x_out - 1.02, y), color="0.5", lw=0.8)
+        _arrow(ax, (x_dec + EDGE, y_of[0]), (x_out - 1.02, y), color="0.5", lw=0.8)
     ax.set(xlim=(-1.4, 10.4), ylim=(y_of[levels - 1] - 0.8, y_of[0] + 1.5))
     ax.axis("off")
     ax.set_title(
@@ -259,7 +265,7 @@ def _backbone_name(model: MattingBase) -> str:
 def draw_refiner(model: MattingRefine, src: torch.Tensor, bgr: torch.Tensor) -> Figure:
     """The refiner's two stages on the chosen patches, measured on ``model(src, bgr)``. Chapter 04."""
     stages = refiner_stages(model, src, bgr)
-    fig, ax = plt.subplots(figsize=(13, 5.2))
+    fig, ax = plt.subplots(figsize=(13.5, 5.2))
     coarse, frame, resampled, crops1, conv1, conv2 = stages[:6]
     upsampled, crops2, joined, conv3, conv4, pasted = stages[6:]
     row1, row2, row0 = 2.2, 0.2, 4.0
@@ -271,25 +277,25 @@ def draw_refiner(model: MattingRefine, src: torch.Tensor, bgr: torch.Tensor) -> 
     chain1 = [crops1, conv1, conv2]
     for index, stage in enumerate(chain1):
         _box(ax, 4.5 + 3.0 * index, row1, stage, _COLORS["refiner"])
-    _arrow(ax, (1.5 + 1.17, row1), (4.5 - 1.17, row1))
+    _arrow(ax, (1.5 + EDGE, row1), (4.5 - EDGE, row1))
     for index in range(1, len(chain1)):
-        _arrow(ax, (4.5 + 3.0 * (index - 1) + 1.17, row1), (4.5 + 3.0 * index - 1.17, row1))
+        _arrow(ax, (4.5 + 3.0 * (index - 1) + EDGE, row1), (4.5 + 3.0 * index - EDGE, row1))
     _box(ax, 0.0, row2, upsampled, _COLORS["refiner"])
     _arrow(
         ax, (10.5, row1 - 0.36), (0.6, row2 + 0.36), color="0.5", connectionstyle="arc3,rad=0.08"
     )
     _box(ax, 3.0, row2 - 1.2, crops2, _COLORS["input"])
     _box(ax, 3.0, row2, joined, _COLORS["refiner"])
-    _arrow(ax, (1.17, row2), (3.0 - 1.17, row2))
+    _arrow(ax, (EDGE, row2), (3.0 - EDGE, row2))
     _arrow(ax, (3.0, row2 - 1.2 + 0.36), (3.0, row2 - 0.36))
     for index, stage in enumerate([conv3, conv4, pasted]):
         color = _COLORS["output"] if stage is pasted else _COLORS["refiner"]
         _box(ax, 6.0 + 3.0 * index, row2, stage, color)
         previous_x = 3.0 if index == 0 else 6.0 + 3.0 * (index - 1)
-        _arrow(ax, (previous_x + 1.17, row2), (6.0 + 3.0 * index - 1.17, row2))
-    ax.text(13.0, row1, "stage 1\n(half resolution)", ha="left", va="center", fontsize=9)
-    ax.text(13.0, row2 - 0.6, "stage 2\n(full resolution)", ha="left", va="center", fontsize=9)
-    ax.set(xlim=(-1.4, 14.8), ylim=(row2 - 1.8, row0 + 0.7))
+        _arrow(ax, (previous_x + EDGE, row2), (6.0 + 3.0 * index - EDGE, row2))
+    ax.text(13.45, row1, "stage 1\n(half resolution)", ha="left", va="center", fontsize=9)
+    ax.text(13.45, row2 - 0.6, "stage 2\n(full resolution)", ha="left", va="center", fontsize=9)
+    ax.set(xlim=(-1.4, 15.4), ylim=(row2 - 1.8, row0 + 0.7))
     ax.axis("off")
     ax.set_title(
         f"Refiner ({model.refine_mode}): shapes measured by forward hooks; "

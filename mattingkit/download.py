@@ -80,6 +80,15 @@ class DownloadError(RuntimeError):
         unique = dict.fromkeys(reason for _, reason in self.attempts)
         return "; ".join(unique) or "no source is known for it"
 
+    def one_line(self) -> str:
+        """The error in one line, for commands that print one: what, why, where a copy goes."""
+        tried = len(self.attempts)
+        sources = f"{tried} source{'s' if tried != 1 else ''} tried: " if tried else ""
+        line = f"could not download {self.filename} ({sources}{self.reasons()})"
+        if self.manual_path is not None:
+            line += f"; save a copy downloaded by hand as {self.manual_path}"
+        return line
+
 
 class UnsafeArchiveError(ValueError):
     """An archive member would be written (or link) outside the extraction folder."""
@@ -278,7 +287,8 @@ def fetch(
             final path fails verification (it is left untouched for you to inspect).
     """
     _check_relative_name(filename)
-    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
+    # Absolute, so that the advice "save a copy as PATH" holds from any folder.
+    folder = Path(cache_dir).expanduser().absolute() if cache_dir is not None else _cache_dir()
     final = folder / filename
     final.parent.mkdir(parents=True, exist_ok=True)
 

@@ -36,7 +36,7 @@ class CheckResult:
         self.ok = ok
         self.message = message
 
-    def __bool__(self) -> CheckResult:
+    def __bool__(self) -> bool:
         return self.ok
 
     def __repr__(self) -> str:

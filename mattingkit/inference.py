@@ -296,7 +296,10 @@ class MatteResult:
         elif name in ("pha", "fgr", "err", "ref"):
             tensor = getattr(self, name)  # err / ref are upsampled only when asked for
         else:
-            raise ValueError(f"unknown output {name!r}; choose composite, pha, fgr, err or ref")
+            hint = " (the alpha matte is 'pha')" if name == "alpha" else ""
+            raise ValueError(
+                f"unknown output {name!r}; choose composite, pha, fgr, err or ref{hint}"
+            )
         picked = tensor[self._check_index(index)]
         array = _to_uint8(picked.permute(1, 2, 0))
         return array[:, :, 0] if array.shape[2] == 1 else array
@@ -304,8 +307,10 @@ class MatteResult:
     def rgba(self, index: int = 0) -> np.ndarray:
         """The cut-out subject as H x W x 4 uint8: foreground colours (black where alpha is 0) + alpha."""
         i = self._check_index(index)
-        fgr = self.fgr[i] * (self.pha[i] > 0)
-        return _to_uint8(torch.cat([fgr, self.pha[i]]).permute(1, 2, 0))
+        rgba = _to_uint8(torch.cat([self.fgr[i], self.pha[i]]).permute(1, 2, 0))
+        # Black wherever the *stored* alpha is 0 (an alpha below 0.5/255 rounds to 0 too).
+        rgba[:, :, :3][rgba[:, :, 3] == 0] = 0
+        return rgba
 
     def _check_index(self, index: int) -> int:
         if not -len(self) <= index < len(self):

@@ -252,20 +252,33 @@ def overlay_patches(
     return tinted
 
 
-def soft_crop(pha: torch.Tensor, size: int = 96) -> tuple[slice, slice]:
+def soft_crop(
+    pha: torch.Tensor, size: int = 96, avoid: Sequence[tuple[slice, slice]] = ()
+) -> tuple[slice, slice]:
     """The size×size window with the most fractional alpha (hair, soft edges). Chapter 01.
 
     Returns ``(rows, cols)`` slices, so ``image[..., rows, cols]`` zooms into the part of
-    a frame where matting is hardest. ``pha`` is (1,H,W) or (H,W) in [0, 1].
+    a frame where matting is hardest. ``pha`` is (1,H,W) or (H,W) in [0, 1]. ``avoid``
+    lists windows (earlier results) the new one must not overlap, so that a chapter can
+    show a second soft region (a sheer scarf first, then the hair) and not the same one
+    shifted by a few pixels.
     """
     alpha = pha.detach().float().reshape(1, 1, *pha.shape[-2:])
     height, width = alpha.shape[-2:]
     size = min(size, height, width)
+    stride = max(1, size // 4)
     soft = ((alpha > 0.02) & (alpha < 0.98)).float()
-    counts = torch.nn.functional.avg_pool2d(soft, size, stride=max(1, size // 4))
+    counts = torch.nn.functional.avg_pool2d(soft, size, stride=stride)[0, 0]
+    tops = torch.clamp(torch.arange(counts.shape[0]) * stride, max=height - size)
+    lefts = torch.clamp(torch.arange(counts.shape[1]) * stride, max=width - size)
+    for rows, cols in avoid:  # rule out every window that overlaps an avoided one
+        clash_rows = (tops < rows.stop) & (tops + size > rows.start)
+        clash_cols = (lefts < cols.stop) & (lefts + size > cols.start)
+        counts = counts.masked_fill(clash_rows[:, None] & clash_cols[None, :], -1.0)
+    if float(counts.max()) < 0:
+        raise ValueError(f"no {size}×{size} window is left that avoids {list(avoid)}")
     row, col = divmod(int(counts.flatten().argmax()), counts.shape[-1])
-    top = min(row * max(1, size // 4), height - size)
-    left = min(col * max(1, size // 4), width - size)
+    top, left = int(tops[row]), int(lefts[col])
     return slice(top, top + size), slice(left, left + size)
 
 

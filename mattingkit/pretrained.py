@@ -37,8 +37,11 @@ import torch
 from torch import nn
 
 from mattingkit._weights_names import (
+    RELEASE_URL,
     SHIPPED_FILENAME,
+    official_sources,
     resolve_name,
+    shipped_missing_message,
     unknown_name_message,
     unknown_weights_message,
 )
@@ -66,10 +69,6 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-#: GitHub release that mirrors the Google Drive files.
-RELEASE_URL = "https://github.com/PeterL1n/BackgroundMattingV2/releases/download/v1.0.0"
-#: The official shared Drive folder (subfolders PyTorch/, TorchScript/, ONNX/).
-DRIVE_FOLDER_ID = "1cbetlrKREitIgjnIikG1HdM4x72FtgBh"
 
 _HD = MappingProxyType(RESOLUTIONS["hd"].settings())
 _4K = MappingProxyType(RESOLUTIONS["4k"].settings())
@@ -169,7 +168,6 @@ def _official(
     backbone: str,
     precision: str = "fp32",
     *,
-    drive_id: str | None = None,
     doc: str,
     verified: bool = True,
     settings: Mapping[str, Mapping[str, float]] = _SETTINGS,
@@ -180,9 +178,7 @@ def _official(
         kind=kind,
         backbone=backbone,
         precision=precision,
-        drive_id=drive_id,
-        drive_folder_id=DRIVE_FOLDER_ID,
-        urls=(f"{RELEASE_URL}/{filename}",),
+        **official_sources(filename),  # one copy, read without torch by `mattingkit download`
         num_params=TABLE4[backbone].num_params,
         settings=settings,
         paper=_paper_figures(backbone),
@@ -195,22 +191,18 @@ _UNVERIFIED = "File name inferred from the naming pattern, not seen in official 
 _ENTRIES = [
     _official(
         "pytorch_resnet50.pth", "state_dict", "resnet50",
-        drive_id="1ErIAsB_miVhYL9GDlYUmfbqlV293mSYf",
         doc="The paper's main model (ResNet-50 base + refiner) as a plain state_dict.",
     ),
     _official(
         "pytorch_resnet101.pth", "state_dict", "resnet101",
-        drive_id="1zysR-jW6jydA2zkWfevxD1JpQHglKG1_",
         doc="ResNet-101 base + refiner as a plain state_dict: slightly better alpha, slower.",
     ),
     _official(
         "pytorch_mobilenetv2.pth", "state_dict", "mobilenetv2",
-        drive_id="1b2FQH0yULaiBwe4ORUvSxXpdWLipjLsI",
         doc="MobileNetV2 base + refiner as a plain state_dict: 8x fewer parameters, fastest.",
     ),
     _official(
         "torchscript_resnet50_fp32.pth", "torchscript", "resnet50",
-        drive_id="1-t9SO--H4WmP7wUl1tVNNeDkq47hjbv4",
         doc="Scripted ResNet-50 model (used by the official image Colab); torch.jit.load it.",
     ),
     _official(
@@ -593,10 +585,7 @@ def fetch_weights(
     if weights.local_path is not None:
         path = weights.local_path()
         if not path.is_file():
-            raise FileNotFoundError(
-                f"mattingkit's shipped weights are missing: {path}. Train them with "
-                "`python scripts/train_shipped_model.py`, or use the official weights."
-            )
+            raise FileNotFoundError(shipped_missing_message(path))
         return path
     return fetch(
         weights.filename,

@@ -500,7 +500,11 @@ class Refiner(nn.Module):
         err = F.interpolate(err, quarter, mode="bilinear", align_corners=False)
         random_share = self.train_random_share if self.training else 0.0
         ref = select_refinement_regions(
-            err, self.mode, self.sample_pixels, self.threshold, self.prevent_oversampling,
+            err,
+            self.mode,
+            self.sample_pixels,
+            self.threshold,
+            self.prevent_oversampling,
             random_share,
         )
         nonzero = torch.nonzero(ref.squeeze(1))

@@ -552,19 +552,24 @@ class Studio:
             [Message("busy", "Exporting: matting every frame (the bar below shows how far)…")]
         )
         self.video_report = None
+
+        def export() -> logic.ExportOutcome:
+            # Nothing may escape inside the Output widget: it would print the exception
+            # there as a traceback and swallow it. Every problem becomes the outcome.
+            try:
+                return logic.export_video(
+                    settings, self.models, uploads=self._uploads(), cache=self.cache
+                )
+            except Exception as error:  # noqa: BLE001 -- one sentence in the status line
+                return logic.ExportOutcome([Message("error", logic.error_message(error))])
+
         try:
             if self._live:
                 self.video_out.clear_output()
-                # The bar is drawn into the Output widget; the outcome never raises, so the
-                # widget has no exception to print as a traceback.
-                with self.video_out:
-                    outcome = logic.export_video(
-                        settings, self.models, uploads=self._uploads(), cache=self.cache
-                    )
+                with self.video_out:  # the progress bar is drawn here
+                    outcome = export()
             else:
-                outcome = logic.export_video(
-                    settings, self.models, uploads=self._uploads(), cache=self.cache
-                )
+                outcome = export()
             self.video_report = outcome.report
             self._say("export_status", outcome.messages)
         finally:

@@ -51,6 +51,7 @@ __all__ = [
     "COLAB_UPLOAD_LIMIT",
     "DEFAULT_GREEN",
     "EXPORT_FIELDS",
+    "ExportOutcome",
     "FIELD_LABELS",
     "Message",
     "MediaError",
@@ -844,7 +845,7 @@ def stats_html(stats: RunStats) -> str:
     )
     settings = ", ".join(f"{k}={v}" for k, v in stats.settings.items())
     return (
-        '<div class="mk-studio-stats" style="font-size:14px; line-height:1.4; margin:6px 0">'
+        '<div class="mk-studio-numbers" style="font-size:14px; line-height:1.4; margin:6px 0">'
         f"<div>model: <b>{escape(stats.weights_name)}</b> ({escape(stats.backbone)}){fallback}</div>"
         f'<table style="border-collapse:collapse; font-size:14px">{body}</table>'
         f"<div>settings: {escape(settings)}</div>"

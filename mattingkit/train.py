@@ -1194,10 +1194,11 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if f.type in ("bool", bool):
-            help_text = f"{help_text} (default: {'on' if f.default else 'off'})"
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            action = parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default
             )
+            # Set after construction: Python 3.9/3.10 append "(default: False)" themselves.
+            action.help = f"{help_text} (default: {'on' if f.default else 'off'})"
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         default = f.default

@@ -14,16 +14,24 @@ unless ``--output`` is given. Prints a JSON summary: seconds, figures, cells; ``
 adds the slowest cells (the run-time lines and slow-cell warnings of the chapters are
 measured this way) and ``--figures`` every image panel that shows nothing
 (see ``scripts/figure_probe.py``).
+
+Wall time depends on what else the machine runs; the kernel's **CPU time** (every thread
+of the kernel process, summed over the cells, ``cpu_seconds``) does much less, so both are
+recorded: on a shared machine the wall time can be several times what the same run takes
+alone, and an idle machine's wall time lies between the CPU time divided by the threads
+the cells use and the CPU time itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +43,17 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS))
-import figure_probe  # noqa: E402
+
+
+def _figure_probe() -> types.ModuleType:
+    """``scripts/figure_probe.py``, loaded once and shared (``scripts/`` stays off sys.path,
+    because this file is also loaded into the kernel, whose sys.path must stay as it is)."""
+    if "figure_probe" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("figure_probe", SCRIPTS / "figure_probe.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["figure_probe"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["figure_probe"]
 
 
 class _ThisInterpreter(KernelSpecManager):
@@ -58,6 +75,12 @@ class RunResult:
     code_cells: int
     cell_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> seconds
     panels: list[dict[str, Any]] = field(default_factory=list)  # with probe_figures=True
+    cell_cpu_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> CPU s
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the kernel over all cells (all its threads; 0 where not measured)."""
+        return round(sum(self.cell_cpu_seconds.values()), 1)
 
     def slowest(self, count: int = 3) -> list[tuple[int, float]]:
         """The ``count`` slowest cells as (cell index, seconds)."""
@@ -67,7 +90,7 @@ class RunResult:
         """One line per recorded image panel that shows nothing (empty when all are fine)."""
         lines = []
         for panel in self.panels:
-            problem = panel.get("error") or figure_probe.panel_problem(panel)
+            problem = panel.get("error") or _figure_probe().panel_problem(panel)
             if problem:
                 lines.append(f"cell {panel.get('cell', '?')}, {panel['label']!r}: {problem}")
         return lines
@@ -96,14 +119,62 @@ def cell_seconds(nb: nbformat.NotebookNode) -> dict[int, float]:
     return times
 
 
-def _probe_arguments(report: Path) -> list[str]:
-    """Kernel arguments that load ``figure_probe`` before the first cell, without a trace
-    in the notebook's namespace (no name is bound; the trailing ``;`` hides the value)."""
-    line = (
-        f"__import__('runpy').run_path({str(SCRIPTS / 'figure_probe.py')!r})"
-        f"['install']({str(report)!r});"
-    )
-    return [f"--IPKernelApp.exec_lines={line}"]
+def install_cell_clock(report: str | Path) -> None:
+    """In an IPython kernel: append each cell's CPU time to ``report`` (JSON lines).
+
+    CPU time is the kernel process's (all threads) plus that of the child processes it
+    waited for (e.g. DataLoader workers), from :func:`os.times`.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("install_cell_clock() must run inside an IPython kernel")
+    started: list[float] = []
+
+    def cpu() -> float:
+        now = os.times()
+        return now.user + now.system + now.children_user + now.children_system
+
+    def before(info: Any) -> None:
+        started[:] = [cpu()]
+
+    def after(result: Any) -> None:
+        if started and result.execution_count is not None:
+            entry = {"execution_count": result.execution_count, "cpu": cpu() - started[0]}
+            with Path(report).open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+    shell.events.register("pre_run_cell", before)
+    shell.events.register("post_run_cell", after)
+
+
+def _kernel_arguments(clock: Path, panels: Path | None) -> list[str]:
+    """Kernel arguments that install the cell clock (and ``figure_probe`` when ``panels``)
+    before the first cell, without a trace in the notebook's namespace (no name is bound;
+    the trailing ``;`` hides the value)."""
+    lines = [
+        f"__import__('runpy').run_path({str(Path(__file__).resolve())!r}, run_name='clock')"
+        f"['install_cell_clock']({str(clock)!r});"
+    ]
+    if panels is not None:
+        lines.append(
+            f"__import__('runpy').run_path({str(SCRIPTS / 'figure_probe.py')!r})"
+            f"['install']({str(panels)!r});"
+        )
+    return [f"--IPKernelApp.exec_lines={line}" for line in lines]
+
+
+def _cpu_by_cell(report: Path, cell_of_count: dict[int, int]) -> dict[int, float]:
+    if not report.exists():
+        return {}
+    times: dict[int, float] = {}
+    for line in report.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        index = cell_of_count.get(entry["execution_count"])
+        if index is not None:
+            times[index] = round(times.get(index, 0.0) + entry["cpu"], 1)
+    return times
 
 
 def run_notebook(
@@ -128,6 +199,7 @@ def run_notebook(
         os.environ.pop("MATTINGKIT_FAST", None)
     with tempfile.TemporaryDirectory(prefix="mattingkit-probe-") as scratch:
         report = Path(scratch) / "panels.jsonl"
+        clock = Path(scratch) / "cpu.jsonl"
         km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
         client = NotebookClient(
             nb,
@@ -135,7 +207,7 @@ def run_notebook(
             timeout=timeout,
             skip_cells_with_tag="never-skip-in-mattingkit-tests",  # run the setup cell too
             resources={"metadata": {"path": str(path.parent)}},
-            extra_arguments=_probe_arguments(report) if probe_figures else [],
+            extra_arguments=_kernel_arguments(clock, report if probe_figures else None),
         )
         start = time.perf_counter()
         try:
@@ -150,17 +222,18 @@ def run_notebook(
             if output is not None:
                 nbformat.write(nb, output)
         seconds = time.perf_counter() - start
-        panels = figure_probe.read_report(report) if probe_figures else []
-    cell_of_count = {
-        cell.execution_count: index
-        for index, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and cell.execution_count is not None
-    }
+        panels = _figure_probe().read_report(report) if probe_figures else []
+        cell_of_count = {
+            cell.execution_count: index
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and cell.execution_count is not None
+        }
+        cpu = _cpu_by_cell(clock, cell_of_count)
     for panel in panels:
         panel["cell"] = cell_of_count.get(panel.pop("execution_count", None))
     code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
     result = RunResult(
-        str(path), round(seconds, 1), count_figures(nb), code_cells, cell_seconds(nb), panels
+        str(path), round(seconds, 1), count_figures(nb), code_cells, cell_seconds(nb), panels, cpu
     )
     return result, nb
 
@@ -169,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--full", action="store_true", help="run without MATTINGKIT_FAST=1")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--output", type=Path, help="save the executed notebook (one path only)")
     parser.add_argument("--cells", action="store_true", help="also print the 5 slowest cells")
     parser.add_argument("--figures", action="store_true", help="check every image panel")
@@ -188,8 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = asdict(result)
         summary.pop("cell_seconds")
         summary.pop("panels")
+        cell_cpu = summary.pop("cell_cpu_seconds")
+        summary["cpu_seconds"] = result.cpu_seconds
         if args.cells:
-            summary["slowest_cells"] = dict(result.slowest(5))
+            summary["slowest_cells"] = {
+                index: {"seconds": seconds, "cpu_seconds": cell_cpu.get(index)}
+                for index, seconds in result.slowest(5)
+            }
         if args.figures:
             summary["panels"] = len(result.panels)
             summary["blank_panels"] = result.blank_panels()

@@ -77,7 +77,7 @@ PAPER = (
     f"({PAPER_URL}), CVPR 2021 (arXiv 2012.07810)"
 )
 #: Where the chapters' run times were measured, unless ``runtime.machine`` says otherwise.
-MEASURED_ON = "a 2-core Intel Xeon CPU (AVX-512, AMX) shared with a training job"
+MEASURED_ON = "an idle 2-core AMD EPYC CPU (AVX2, no AVX-512)"
 #: The settings every chapter must carry (``tests/test_notebooks.py`` checks them).
 NAVIGATION_KEYS = ("paper", "prerequisites", "runtime")
 

@@ -17,6 +17,7 @@ folder), with the server log when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -151,6 +152,12 @@ class JupyterServer:
             env[name] = str(folder / name.lower())
         env["MATTINGKIT_HOME"] = str(folder / "mattingkit_home")  # no cached official weights
         env["OMP_NUM_THREADS"] = env.get("MATTINGKIT_BROWSER_THREADS", "1")
+        # Offline, as on a plane or behind a firewall, even where CI can reach the internet:
+        # a proxy nobody listens on refuses every download at once (loopback stays direct).
+        proxy = f"http://127.0.0.1:{free_port()}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env[name] = proxy
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         env["PYTHONUNBUFFERED"] = "1"
         # No "Would you like to get notified about news?" toast over the page.
         settings = folder / "jupyterlab_settings" / "@jupyterlab" / "apputils-extension"
@@ -318,8 +325,14 @@ def open_notebook(page: Any, server: JupyterServer, name: str, ui: str = "lab") 
     until its kernel is idle."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    path = f"lab/tree/{name}" if ui == "lab" else f"notebooks/{name}"
-    page.goto(f"{server.url}/{path}?token={server.token}", timeout=WAIT_MS)
+    if ui == "lab":
+        # A workspace of its own, reset: JupyterLab would otherwise reopen the tabs of the
+        # tests before (their cells, prompts and outputs would then be on this page too).
+        workspace = "".join(c if c.isalnum() else "-" for c in Path(name).stem)
+        path = f"lab/workspaces/{workspace}/tree/{name}?reset&"
+    else:
+        path = f"notebooks/{name}?"
+    page.goto(f"{server.url}/{path}token={server.token}", timeout=WAIT_MS)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
     # Without a kernelspec in the file, the front end asks which kernel to start.
     select_kernel = page.locator(".jp-Dialog .jp-mod-accept", has_text="Select")
@@ -343,7 +356,11 @@ def wait_all_cells_ran(
     """Wait until every code cell shows an execution count and the kernel is idle."""
     page.wait_for_function(
         """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+            // Only the notebook on show: a tab in the background has prompts of its own.
+            const shown = [...document.querySelectorAll('.jp-NotebookPanel')].filter(
+                panel => panel.offsetParent !== null);
+            const prompts = shown.flatMap(panel => [
+                ...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]);
             return prompts.length > 3 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
         }""",
         timeout=timeout_ms,
@@ -387,6 +404,36 @@ def keep_evidence(page: Any, server: JupyterServer, folder: Path, name: str) -> 
         pass
     (folder / f"{name}-jupyter.log").write_text(server.log_tail(200_000))
     print(f"\nscreenshot and server log in {folder}")
+
+
+class Checks:
+    """Checks that each report their failure and let the test go on to the next one.
+
+    One run of a slow browser test then shows every defect it finds, not only the first
+    (a failed wait is reported by what it waited for). :meth:`done` fails the test with
+    all of them. Steps the later checks depend on (the chapter runs, the camera starts)
+    stay plain assertions.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.passed: list[str] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            yield
+        except (AssertionError, TimeoutError, PlaywrightError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.failures.append(f"{name}: {type(error).__name__}: {first[:400]}")
+            print(f"\n✗ {name}: {error}")
+        else:
+            self.passed.append(name)
+
+    def done(self) -> None:
+        assert not self.failures, "\n".join(self.failures)
 
 
 # --------------------------------------------------------------------------------------
@@ -456,15 +503,20 @@ def artifacts(browser_folder: Path) -> Path:
 
 
 class IopubRecorder:
-    """Everything a kernel broadcasts (outputs, errors), with the kind of request that caused
-    it: outputs caused by a widget's ``comm_msg`` are what JupyterLab shows in its log
-    console instead of a cell."""
+    """Everything a kernel broadcasts (outputs, errors), with the request that caused it.
+
+    An output caused by a widget's ``comm_msg`` lands in JupyterLab's log console (Notebook
+    7 drops it), unless an ``Output`` widget captures it: while a ``with out:`` block runs,
+    the Output widget's ``msg_id`` names that request, and the front end puts its outputs
+    there. :meth:`caused_by_widgets` lists the others.
+    """
 
     def __init__(self, server: JupyterServer, notebook: str) -> None:
         import threading
 
         self.probe = KernelProbe(server, notebook)
         self.messages: list[dict] = []
+        self.captured: set[str] = set()  # requests an Output widget captured
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
@@ -477,22 +529,30 @@ class IopubRecorder:
                 message = self.probe.client.get_iopub_msg(timeout=0.5)
             except queue.Empty:
                 continue
-            kind = message["msg_type"]
-            if kind in ("display_data", "execute_result", "stream", "error"):
-                content = message["content"]
+            kind, content = message["msg_type"], message["content"]
+            if kind == "comm_msg":
+                state = (content.get("data") or {}).get("state") or {}
+                if state.get("msg_id"):
+                    self.captured.add(state["msg_id"])
+            elif kind in ("display_data", "execute_result", "stream", "error"):
                 self.messages.append(
                     {
                         "type": kind,
                         "parent": message["parent_header"].get("msg_type"),
+                        "parent_id": message["parent_header"].get("msg_id"),
                         "mime": sorted(content.get("data", {})),
                         "stream": content.get("name"),
                         "text": str(content.get("text") or content.get("evalue") or "")[:300],
                     }
                 )
 
-    def caused_by_widgets(self) -> list[dict]:
-        """Outputs and errors a widget message caused (they land in the log console)."""
-        return [m for m in self.messages if m["parent"] != "execute_request"]
+    def caused_by_widgets(self, since: int = 0) -> list[dict]:
+        """Outputs and errors a widget message caused that no Output widget captured."""
+        return [
+            m
+            for m in self.messages[since:]
+            if m["parent"] != "execute_request" and m["parent_id"] not in self.captured
+        ]
 
     def close(self) -> None:
         self._stop.set()

@@ -91,3 +91,30 @@ def test_demo_names_a_missing_file_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"python -m mattingkit.demo: error: image not found: {tmp_path / 'missing.jpg'}"]
     assert not (tmp_path / "o").exists()
+
+
+def _offline(source, dest, **kwargs):
+    raise ConnectionError(f"Failed to resolve '{source.split('/')[2]}'")
+
+
+def test_weights_named_on_the_command_line_that_cannot_be_had_are_an_error(
+    tmp_path, capsys, monkeypatch
+):
+    """The rule of the mattingkit command: no --weights, the fallback is fine; weights you
+    named are an error offline unless --allow-fallback asks for the shipped model."""
+    monkeypatch.setattr("mattingkit.download.default_downloader", _offline)
+    monkeypatch.setenv("MATTINGKIT_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "o"
+    assert demo.main(["--weights", "resnet50", "--out", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(
+        "python -m mattingkit.demo: error: could not download pytorch_resnet50.pth (3 sources "
+        "tried: no network: cannot resolve host drive.google.com; no network: cannot resolve "
+        "host github.com)"
+    )
+    assert str(tmp_path / "cache" / "pytorch_resnet50.pth") in err[0]
+    assert err[0].endswith("or pass --allow-fallback to use the shipped model")
+    assert not out.exists()
+    assert demo.main(["--weights", "resnt50", "--out", str(out)]) == 1  # before any import
+    assert "'resnt50' is neither a file nor a registry name" in capsys.readouterr().err

@@ -15,10 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pytest
 import torch
-from test_notebooks import NOTEBOOKS, _load_script, executed
+from test_notebooks import NOTEBOOKS, _load_script, executed, run_notebook
 
 from mattingkit import plotting
 
@@ -139,3 +140,33 @@ def test_every_panel_shows_something(path):
     assert result.panels, f"{path.name} draws no image panel at all"
     blank = result.blank_panels()
     assert not blank, f"{path.name} has panels that show nothing:\n  " + "\n  ".join(blank)
+
+
+@pytest.mark.slow
+def test_a_planted_uint8_bug_fails_a_real_notebook_run(tmp_path):
+    """End to end: the kernel-side probe flags the chapter-08 bug, and only that panel.
+
+    A scratch notebook draws an 8-bit frame twice through ``mattingkit.plotting``: once as
+    shipped, then with the bug planted in the kernel (uint8 cast to float without /255).
+    """
+    frame = (
+        "import numpy as np\n"
+        "from mattingkit import plotting\n"
+        "y, x = np.mgrid[0:48, 0:64]\n"
+        "frame = np.stack([x * 3, y * 4, (x + y) * 2], axis=-1).astype(np.uint8) + 20\n"
+    )
+    cells = [
+        frame + "plotting.show_images([frame], ['as shipped'])",
+        "plotting._as_unit_float = lambda array: array.astype(np.float32)  # the planted bug\n"
+        "plotting.show_images([frame], ['planted bug'])",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    path = tmp_path / "planted.ipynb"
+    nbformat.write(nb, path)
+    result, _ = run_notebook.run_notebook(path, timeout=300, probe_figures=True)
+    assert [panel["label"] for panel in result.panels] == ["as shipped", "planted bug"]
+    assert sorted(result.cell_cpu_seconds) == [0, 1]  # the cell clock ran beside the probe
+    blank = result.blank_panels()
+    assert len(blank) == 1 and "'planted bug'" in blank[0], blank
+    assert "washed out" in blank[0] or "blank" in blank[0], blank

@@ -6,7 +6,7 @@ The execution tests start a real Jupyter kernel of this interpreter with
 marked ``slow`` but are part of the default run. Each notebook is executed once per test
 session (:func:`executed`), with every image panel recorded, and that one run serves both
 this file and ``tests/test_figures.py``. Run times are printed (``pytest -s``) and
-recorded as the junit property ``seconds``; they are reported, never asserted: a test must
+recorded as the junit properties ``seconds`` and ``cpu_seconds``; they are reported, never asserted: a test must
 not depend on how fast or how loaded the machine is.
 """
 
@@ -101,6 +101,21 @@ def test_has_learning_objectives_exercises_and_summary(path):
     )
     for heading in ("Learning objectives", "Exercises", "Summary"):
         assert heading in markdown, f"{path.name} has no '{heading}' section"
+
+
+@by_name
+def test_has_a_self_check_with_collapsed_answers(path):
+    """Mid-chapter "Check yourself" questions, answered in a <details> block before the exercises."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    exercises = next((i for i, c in enumerate(cells) if "## Exercises" in c.source), len(cells))
+    questions = [i for i, c in enumerate(cells[:exercises]) if "Check yourself" in c.source]
+    assert questions, f"{path.name} has no 'Check yourself' questions before its exercises"
+    answers = [
+        i
+        for i, c in enumerate(cells[:exercises])
+        if "<details>" in c.source and "</details>" in c.source and i >= questions[0]
+    ]
+    assert answers, f"{path.name}: the 'Check yourself' answers are not in a <details> block"
 
 
 @by_name
@@ -327,8 +342,12 @@ def _echoed_booleans(nb: nbformat.NotebookNode) -> list[int]:
 def test_runs_in_fast_mode(path, record_property):
     result, nb = executed(path)
     record_property("seconds", result.seconds)
+    record_property("cpu_seconds", result.cpu_seconds)
     slowest = ", ".join(f"cell {index} {seconds:.0f} s" for index, seconds in result.slowest())
-    print(f"\n{path.name}: {result.seconds:.1f} s, {result.figures} figures (slowest: {slowest})")
+    print(
+        f"\n{path.name}: {result.seconds:.1f} s wall, {result.cpu_seconds:.1f} s CPU, "
+        f"{result.figures} figures (slowest: {slowest})"
+    )
     assert result.figures >= MIN_FIGURES, f"{path.name} shows only {result.figures} figure(s)"
     echoed = _echoed_booleans(nb)
     assert not echoed, f"{path.name}: cells {echoed} display a bare True/False"

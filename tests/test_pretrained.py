@@ -93,6 +93,14 @@ def test_the_names_the_command_checks_before_importing_torch_are_the_registry():
     for alias, target in names.ALIASES.items():
         assert get_weights(alias).name == target == names.resolve_name(alias.upper())
     assert names.resolve_name("resnt50") is None
+    for weights in map(get_weights, list_pretrained()):  # one copy of where files come from
+        if not weights.is_shipped:
+            sources = names.official_sources(weights.filename)
+            assert (weights.drive_id, weights.drive_folder_id, weights.urls) == (
+                sources["drive_id"], sources["drive_folder_id"], sources["urls"]
+            )  # fmt: skip
+            assert weights.sha256 is None and weights.size is None  # or the light path needs them
+    assert names.fetch_registry_file("shipped") == get_weights("shipped").local_path()
 
 
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50"])

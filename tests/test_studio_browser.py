@@ -26,6 +26,7 @@ import pytest
 from browser_helpers import (
     NOTEBOOKS,
     WAIT_MS,
+    Checks,
     IopubRecorder,
     error_outputs,
     keep_evidence,
@@ -117,7 +118,7 @@ def _wait_shown(page, expected: list, what: str) -> None:
         page.wait_for_function(
             f"([fields, want]) => JSON.stringify(({SHOWN})(fields)) === JSON.stringify(want)",
             arg=[FIELDS, expected],
-            timeout=30_000,  # the kernel answers each click; a wrong field never appears
+            timeout=WAIT_MS,  # the kernel answers each click (slowly on a loaded machine)
         )
     except Exception:
         shown = page.evaluate(SHOWN, FIELDS)
@@ -149,7 +150,6 @@ def test_chapter_07_studio_in_jupyterlab(jupyter_server, new_page, artifacts, re
         keep_evidence(page, jupyter_server, artifacts, "07-studio")
         raise
     report["test_seconds"] = round(time.monotonic() - started, 1)
-    print("\nbrowser studio test:", json.dumps(report))
     for key, value in report.items():
         record_property(key, value)
 
@@ -163,128 +163,169 @@ def _studio_checks(page, server, name, artifacts) -> dict:
     report = {"notebook_run_s": round(time.monotonic() - started, 1)}
     assert error_outputs(page) == [], "the chapter printed an error or a warning"
     assert page.locator(".jp-OutputArea-output img").count() >= 6, "the chapter's figures"
+    checks = Checks()
     iopub = IopubRecorder(server, name)
     try:
         page.locator(f"{STUDIO}").scroll_into_view_if_needed()
         shoot(page, artifacts, "07-studio-as-shown", STUDIO)
-
-        # Defect 1: each choice shows exactly the fields it needs, whatever the others are.
-        current = {"media": "sample portrait", "weights": "shipped", "refine-mode": "sampling"}
-        current["background-kind"] = "colour"
-        _wait_shown(page, _expected(current), "as shown")
-        checked = 0
-        for values in itertools.product(*CHOICES.values()):
-            for field, value in zip(CHOICES, values):
-                if current[field] != value:
-                    _choose(page, field, value)
-                    current[field] = value
-            _wait_shown(page, _expected(current), f"after choosing {current}")
-            checked += 1
-            if current == {
-                "media": "your own",
-                "weights": "file",
-                "refine-mode": "thresholding",
-                "background-kind": "colour",
-            }:
-                shoot(page, artifacts, "07-studio-own-media-weights-file-colour", STUDIO)
-        for preset in ("HD", "4K", "auto"):  # a preset needs no field of its own
-            _choose(page, "preset", preset)
-            _wait_shown(page, _expected(current), f"after preset {preset}")
-        report["choice_combinations_checked"] = checked
-
-        # Defect 3: an empty weights file names its field.
-        _choose(page, "weights", "file")
-        page.locator(f"{STUDIO} .mk-studio-weights-file input").fill("")
-        page.locator(f"{STUDIO} .mk-studio-run").click()
-        _wait_text(page, "status", "“weights file”")
-        shoot(page, artifacts, "07-studio-no-weights-file", STUDIO)
-
-        # A run: the sample portrait, the shipped model, colour background.
-        for field, value in (
-            ("media", "sample portrait"),
-            ("weights", "shipped"),
-            ("refine-mode", "sampling"),
-            ("background-kind", "colour"),
-        ):
-            _choose(page, field, value)
-        page.evaluate(
-            """() => {
-                window.__seen = [];
-                const note = () => {
-                    const s = document.querySelector('.mk-studio .mk-studio-status');
-                    const b = document.querySelector('.mk-studio .mk-studio-run');
-                    const p = document.querySelector('.mk-studio .mk-studio-run-progress');
-                    window.__seen.push([s.innerText, b.innerText, p.getBoundingClientRect().width > 0]);
-                };
-                new MutationObserver(note).observe(document.querySelector('.mk-studio'),
-                    {subtree: true, childList: true, characterData: true, attributes: true});
-            }"""
-        )
-        page.locator(f"{STUDIO} .mk-studio-run").click()
-        page.locator(f"{STUDIO} .mk-studio-stats table").wait_for(timeout=WAIT_MS)
-        _wait_text(page, "status", "✓")
-        seen = page.evaluate("() => window.__seen")
-        assert any(
-            "Running" in button and "⏳" in status and bar for status, button, bar in seen
-        ), "no sign of work while the model ran"
-        assert page.locator(f"{STUDIO} .mk-studio-results img").count() == 1
-        font_px = page.evaluate(
-            "() => parseFloat(getComputedStyle(document.querySelector('.mk-studio .mk-studio-stats td')).fontSize)"
-        )
-        assert font_px >= 12, f"the numbers are {font_px}px high"
-        stats = page.locator(f"{STUDIO} .mk-studio-stats").inner_text()
-        assert "paper" in stats and "1920×1080" in stats and "measured here" in stats
-        report["stats_font_px"] = font_px
-        page.locator(f"{STUDIO} .mk-studio-stats").scroll_into_view_if_needed()
-        shoot(page, artifacts, "07-studio-after-run", STUDIO)
-
-        # The background: its message beside its button, in view; gone after a new run.
-        button = page.locator(f"{STUDIO} .mk-studio-background-button")
-        button.click()
-        page.locator(f"{STUDIO} .mk-studio-composite img").wait_for(timeout=WAIT_MS)
-        _wait_text(page, "background-status", "Composite on")
-        _beside_and_in_view(page, "background-button", "background-status")
-        shoot(page, artifacts, "07-studio-composite", STUDIO)
-        _choose(page, "background-kind", "image")
-        page.locator(f"{STUDIO} .mk-studio-background-image input").fill("/nowhere/beach.jpg")
-        button.click()
-        _wait_text(page, "background-status", "file not found")
-        assert "“image”" in _status_text(page, "background-status")
-        _beside_and_in_view(page, "background-button", "background-status")
-        shoot(page, artifacts, "07-studio-bad-background-path", STUDIO)
-        _choose(page, "background-kind", "colour")
-        button.click()
-        page.locator(f"{STUDIO} .mk-studio-composite img").wait_for(timeout=WAIT_MS)
-        page.locator(f"{STUDIO} .mk-studio-run").click()
-        page.wait_for_function(
-            "() => !document.querySelector('.mk-studio .mk-studio-composite img')"
-            " && document.querySelector('.mk-studio .mk-studio-status').innerText.includes('✓')",
-            timeout=WAIT_MS,
-        )
-
-        # Defect 2: export the sample video twice without "overwrite".
-        _choose(page, "media", "sample video")
-        page.locator(f"{STUDIO} .mk-studio-max-frames input").fill("3")
-        page.locator(f"{STUDIO} .mk-studio-max-frames input").press("Enter")
-        export = page.locator(f"{STUDIO} .mk-studio-export-button")
-        export.click()
-        _wait_text(page, "export-status", "✓ 3 frames")
-        shoot(page, artifacts, "07-studio-exported", STUDIO)
-        export.click()
-        _wait_text(page, "export-status", "already exists")
-        page.wait_for_function(
-            "() => !document.querySelector('.mk-studio .mk-studio-export-button').disabled",
-            timeout=WAIT_MS,
-        )
-        assert "overwrite" in _status_text(page, "export-status")
-        _beside_and_in_view(page, "export-button", "export-status")
-        shoot(page, artifacts, "07-studio-export-twice", STUDIO)
-        assert error_outputs(page) == [], "a traceback or warning appeared on the page"
-        assert iopub.caused_by_widgets() == [], f"the log console got {iopub.caused_by_widgets()}"
-        assert not [m for m in iopub.messages if m["type"] == "error"], iopub.messages
+        with checks("defect 1: each choice shows the fields it needs, and only those"):
+            report["choice_combinations_checked"] = _every_choice(page, artifacts)
+        with checks("defect 3: “no file given” names the field"):
+            _choose(page, "media", "sample portrait")  # the media need no file of their own
+            _choose(page, "weights", "file")
+            page.locator(f"{STUDIO} .mk-studio-weights-file input").fill("")
+            page.locator(f"{STUDIO} .mk-studio-run").click()
+            _wait_text(page, "status", "“weights file”")
+            _beside_and_in_view(page, "run", "status")
+            shoot(page, artifacts, "07-studio-no-weights-file", STUDIO)
+        with checks("defect 3: a sign of work while the model runs; the numbers readable"):
+            report.update(_run(page, artifacts))
+        with checks("defect 3: the background's answer beside its button; gone after a run"):
+            _backgrounds(page, artifacts)
+        with checks("defect 2: export twice without “overwrite”"):
+            _export_twice(page, artifacts)
+        with checks("no traceback or warning on the page, nothing in the log console"):
+            assert error_outputs(page) == [], "a traceback or warning appeared on the page"
+            stray = iopub.caused_by_widgets()
+            assert stray == [], f"the log console got {stray}"
+            assert not [m for m in iopub.messages if m["type"] == "error"], iopub.messages
     finally:
         iopub.close()
+    report["checks_passed"] = len(checks.passed)
+    print("\nbrowser studio test:", json.dumps(report))
+    checks.done()
     return report
+
+
+def _every_choice(page, artifacts) -> int:
+    """Every media × weights × refine mode × background (81), then each preset."""
+    current = {"media": "sample portrait", "weights": "shipped", "refine-mode": "sampling"}
+    current["background-kind"] = "colour"
+    _wait_shown(page, _expected(current), "as shown")
+    checked = 0
+    for values in itertools.product(*CHOICES.values()):
+        for field, value in zip(CHOICES, values):
+            if current[field] != value:
+                _choose(page, field, value)
+                current[field] = value
+        _wait_shown(page, _expected(current), f"after choosing {current}")
+        checked += 1
+        if current == {
+            "media": "your own",
+            "weights": "file",
+            "refine-mode": "thresholding",
+            "background-kind": "colour",
+        }:
+            shoot(page, artifacts, "07-studio-own-media-weights-file-colour", STUDIO)
+        if current == {
+            "media": "sample video",
+            "weights": "official",
+            "refine-mode": "full",
+            "background-kind": "image",
+        }:
+            shoot(page, artifacts, "07-studio-video-official-full-image", STUDIO)
+    for preset in ("HD", "4K", "auto"):  # a preset needs no field of its own
+        _choose(page, "preset", preset)
+        _wait_shown(page, _expected(current), f"after preset {preset}")
+    return checked
+
+
+def _run(page, artifacts) -> dict:
+    """A run on the sample portrait with the shipped model, watched while it works."""
+    for field, value in (
+        ("media", "sample portrait"),
+        ("weights", "shipped"),
+        ("refine-mode", "sampling"),
+        ("background-kind", "colour"),
+    ):
+        _choose(page, field, value)
+    _wait_shown(
+        page,
+        _expected(
+            {
+                "media": "sample portrait",
+                "weights": "shipped",
+                "refine-mode": "sampling",
+                "background-kind": "colour",
+            }
+        ),
+        "before the run",
+    )
+    page.evaluate(
+        """() => {
+            window.__seen = [];
+            const note = () => {
+                const s = document.querySelector('.mk-studio .mk-studio-status');
+                const b = document.querySelector('.mk-studio .mk-studio-run');
+                const p = document.querySelector('.mk-studio .mk-studio-run-progress');
+                window.__seen.push([s.innerText, b.innerText, p.getBoundingClientRect().width > 0]);
+            };
+            new MutationObserver(note).observe(document.querySelector('.mk-studio'),
+                {subtree: true, childList: true, characterData: true, attributes: true});
+        }"""
+    )
+    page.locator(f"{STUDIO} .mk-studio-run").click()
+    page.wait_for_function(
+        "() => window.__seen.some(([s, b, bar]) => b.includes('Running') && s.includes('⏳') && bar)",
+        timeout=WAIT_MS,
+    )
+    shoot(page, artifacts, "07-studio-running", STUDIO)
+    page.locator(f"{STUDIO} .mk-studio-stats table").wait_for(timeout=WAIT_MS)
+    _wait_text(page, "status", "✓")
+    assert page.locator(f"{STUDIO} .mk-studio-results img").count() == 1
+    font_px = page.evaluate(
+        "() => parseFloat(getComputedStyle(document.querySelector('.mk-studio .mk-studio-stats td')).fontSize)"
+    )
+    assert font_px >= 12, f"the numbers are {font_px}px high"
+    stats = page.locator(f"{STUDIO} .mk-studio-stats").inner_text()
+    assert "paper" in stats and "1920×1080" in stats and "measured here" in stats
+    page.locator(f"{STUDIO} .mk-studio-stats").scroll_into_view_if_needed()
+    shoot(page, artifacts, "07-studio-after-run", STUDIO)
+    return {"stats_font_px": font_px, "run_stats": stats.replace("\n", " | ")[:400]}
+
+
+def _backgrounds(page, artifacts) -> None:
+    button = page.locator(f"{STUDIO} .mk-studio-background-button")
+    button.click()
+    page.locator(f"{STUDIO} .mk-studio-composite img").wait_for(timeout=WAIT_MS)
+    _wait_text(page, "background-status", "Composite on")
+    _beside_and_in_view(page, "background-button", "background-status")
+    shoot(page, artifacts, "07-studio-composite", STUDIO)
+    _choose(page, "background-kind", "image")
+    page.locator(f"{STUDIO} .mk-studio-background-image input").fill("/nowhere/beach.jpg")
+    button.click()
+    _wait_text(page, "background-status", "file not found")
+    assert "“image”" in _status_text(page, "background-status")
+    _beside_and_in_view(page, "background-button", "background-status")
+    shoot(page, artifacts, "07-studio-bad-background-path", STUDIO)
+    _choose(page, "background-kind", "colour")
+    button.click()
+    page.locator(f"{STUDIO} .mk-studio-composite img").wait_for(timeout=WAIT_MS)
+    page.locator(f"{STUDIO} .mk-studio-run").click()
+    page.wait_for_function(
+        "() => !document.querySelector('.mk-studio .mk-studio-composite img')"
+        " && document.querySelector('.mk-studio .mk-studio-status').innerText.includes('✓')",
+        timeout=WAIT_MS,
+    )
+
+
+def _export_twice(page, artifacts) -> None:
+    _choose(page, "media", "sample video")
+    page.locator(f"{STUDIO} .mk-studio-max-frames input").fill("3")
+    page.locator(f"{STUDIO} .mk-studio-max-frames input").press("Enter")
+    export = page.locator(f"{STUDIO} .mk-studio-export-button")
+    export.click()
+    _wait_text(page, "export-status", "✓ 3 frames")
+    shoot(page, artifacts, "07-studio-exported", STUDIO)
+    export.click()
+    _wait_text(page, "export-status", "already exists")
+    page.wait_for_function(
+        "() => !document.querySelector('.mk-studio .mk-studio-export-button').disabled",
+        timeout=WAIT_MS,
+    )
+    assert "overwrite" in _status_text(page, "export-status")
+    _beside_and_in_view(page, "export-button", "export-status")
+    shoot(page, artifacts, "07-studio-export-twice", STUDIO)
 
 
 def _beside_and_in_view(page, button: str, status: str) -> None:

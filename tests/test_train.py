@@ -343,10 +343,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
+    # No time limit: on a loaded machine the import alone takes minutes.
     while not list((killed / "checkpoints").glob("step-*.pth")):
         assert process.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -385,9 +384,9 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    try:
-        stdout, stderr = process.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
+    try:  # no time limit (a loaded machine is slow); an interrupted test kills the workers
+        stdout, stderr = process.communicate()
+    except BaseException:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise

@@ -294,6 +294,9 @@ def test_output_names_and_bad_arguments(media, matter, tmp_path):
         output_paths("out.avi")
     with pytest.raises(ValueError, match="the alpha matte is 'pha'"):
         output_paths("out.mp4", ["alpha"])
+    result = matter(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="the alpha matte is 'pha'"):  # the same hint
+        result.image("alpha")
     source, plate = media
     with pytest.raises(ValueError, match="cannot store transparency"):
         matte_video(source, plate, tmp_path / "o.mp4", matter=matter, background="transparent")

@@ -34,6 +34,8 @@ from mattingkit.webcam import (
 )
 
 SIZE = (240, 320)  # the shipped model needs about this much to find a person
+#: A guard against a hung test, never a speed limit: a loaded machine may be very slow.
+WAIT_S = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +77,38 @@ class Recorder:
         with self.lock:
             return [m for m, _ in self.messages if m.get("type") == kind]
 
-    def wait_for(self, predicate, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out; got {self.messages}"
-            time.sleep(0.01)
+    def wait_for(self, predicate, timeout: float = WAIT_S) -> None:
+        wait_until(predicate, timeout, lambda: f"got {self.messages}")
+
+
+def wait_until(predicate, timeout: float = WAIT_S, what=lambda: "") -> None:
+    """Poll ``predicate`` until it holds (the state decides, not the clock)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s; {what()}"
+        time.sleep(0.01)
+
+
+class GatedMatter:
+    """The model, held at a gate: the test decides when a frame is done, not the machine's speed.
+
+    ``calls`` counts the frames the model started; each waits for ``go`` (set: no waiting).
+    """
+
+    def __init__(self, matter) -> None:
+        self.matter, self.go, self.calls = matter, threading.Event(), 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        assert self.go.wait(WAIT_S), "the test never opened the gate"
+        return self.matter(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.matter, name)
+
+
+def _worker_idle(widget: WebcamMatting) -> bool:
+    return widget.mailbox._slot is None and not widget._handling
 
 
 # --- the one-slot mailbox ---------------------------------------------------------------------
@@ -101,9 +130,9 @@ def test_mailbox_close_wakes_a_waiting_reader():
     got = []
     reader = threading.Thread(target=lambda: got.append(box.get()))
     reader.start()
-    time.sleep(0.05)
+    wait_until(lambda: len(box._ready._waiters) == 1)  # the reader waits inside get()
     box.close()
-    reader.join(timeout=2)
+    reader.join(timeout=WAIT_S)
     assert not reader.is_alive() and got == [None]
 
 
@@ -127,7 +156,8 @@ def test_handler_says_it_needs_a_plate_then_captures_it_then_mattes(matter, clip
     assert reply.kind == "matte" and reply.index == 3 and reply.message == ""
     assert reply.pha.shape == SIZE and reply.pha.dtype == np.float32
     error = np.abs(reply.pha - clip.pha[3, 0].numpy()).mean()
-    assert error < 0.08, f"alpha error {error:.3f} on an in-distribution frame"
+    empty = float(clip.pha[3].mean())  # the error of a matte that finds nobody
+    assert error < 0.5 * empty, f"alpha error {error:.3f}; an empty matte: {empty:.3f}"
     assert {"queue", "decode", "inference", "encode"} <= set(reply.timings)
     composite = _decode(reply.jpeg)[:, :, ::-1].astype(int)
     background = clip.pha[3, 0].numpy() < 0.01
@@ -186,27 +216,34 @@ def test_handler_rejects_bad_input(matter):
 
 
 def test_widget_answers_every_frame_once_and_drops_all_but_the_latest(matter, clip):
-    widget = WebcamMatting(matter, width=SIZE[1], height=SIZE[0])
+    gated = GatedMatter(matter)
+    widget = WebcamMatting(gated, width=SIZE[1], height=SIZE[0])
     browser = Recorder(widget)
+    jpegs = {i: _jpeg(_uint8(clip.src[i % 6])) for i in range(1, 7)}
+
+    def frame(i: int) -> None:
+        widget._on_browser_message(
+            widget, {"type": "frame", "id": i, "capture_ms": 4.0}, [memoryview(jpegs[i])]
+        )
+
     try:
         widget.handler.set_plate(_uint8(clip.bgr))
-        ids = list(range(1, 7))
-        for i in ids:  # a burst, faster than the model: the kernel must not queue it
-            jpeg = _jpeg(_uint8(clip.src[i % 6]))
-            widget._on_browser_message(
-                widget, {"type": "frame", "id": i, "capture_ms": 4.0}, [memoryview(jpeg)]
-            )
+        frame(1)
+        wait_until(lambda: gated.calls == 1, what=lambda: "the model never started frame 1")
+        for i in range(2, 7):  # a burst while the model works on frame 1: no queue
+            frame(i)
+        gated.go.set()
         browser.wait_for(
-            lambda: len(browser.of_type("result")) + len(browser.of_type("dropped")) == len(ids)
+            lambda: len(browser.of_type("result")) + len(browser.of_type("dropped")) == 6
         )
-        time.sleep(0.1)  # nothing else may arrive
+        wait_until(lambda: _worker_idle(widget))
         answered = sorted(m["id"] for m in browser.of_type("result") + browser.of_type("dropped"))
-        assert answered == ids, "every frame is answered exactly once (result or dropped)"
+        assert answered == list(range(1, 7)), "every frame is answered exactly once"
         results = [m["id"] for m in browser.of_type("result")]
-        assert results[-1] == ids[-1], "the newest frame is always matted"
+        assert results == [1, 6], "the frame being matted, then only the newest one"
         # the kernel tells the browser which frames it dropped; the browser counts them
-        assert len(browser.of_type("dropped")) >= 3
-        assert widget.frames_matted == len(results)
+        assert sorted(m["id"] for m in browser.of_type("dropped")) == [2, 3, 4, 5]
+        assert widget.mailbox.dropped == 4 and widget.frames_matted == 2
         _, buffers = next(m for m in browser.messages if m[0].get("type") == "result")
         assert _decode(bytes(buffers[0])).shape == (*SIZE, 3)
 
@@ -226,7 +263,7 @@ def test_widget_answers_every_frame_once_and_drops_all_but_the_latest(matter, cl
             widget, {"type": "drawn", "id": results[0], "draw_ms": 2.0, "round_trip_ms": 0.0}, []
         )
         first = next(r for r in widget.records if r["index"] == results[0])
-        assert len(results) == 1 or first["transfer"] == 0.0
+        assert first["transfer"] == 0.0
     finally:
         widget.close()
 
@@ -283,15 +320,23 @@ def test_widget_settings_are_validated(matter):
 
 
 class OpenCVLikeCamera:
-    """A fake ``cv2.VideoCapture``: BGR frames of a clip, then ``(False, None)``."""
+    """A fake ``cv2.VideoCapture``: BGR frames of a clip, then ``(False, None)``.
+
+    In lockstep with the model: a frame is handed out once the one before was answered
+    (``answered``), so nothing is dropped, however slow the machine.
+    """
 
     def __init__(self, frames: list[np.ndarray]) -> None:
         self.frames, self.released = frames, False
+        self.answered = threading.Semaphore(1)
+
+    def follow(self, widget: WebcamMatting) -> None:
+        widget._listeners.append(lambda reply: self.answered.release())
 
     def read(self):
         if not self.frames:
             return False, None
-        time.sleep(0.15)  # a slow camera: the model keeps up, so nothing is dropped
+        assert self.answered.acquire(timeout=WAIT_S), "the model never answered"
         return True, self.frames.pop(0)[:, :, ::-1].copy()
 
     def release(self):
@@ -302,14 +347,16 @@ def test_cv2_fallback_mattes_through_the_same_handler(matter, clip):
     frames = [_uint8(clip.bgr)] + [_uint8(f) for f in clip.src]
     capture = OpenCVLikeCamera(frames)
     widget = WebcamMatting(matter, camera=capture, width=SIZE[1], height=SIZE[0])
+    capture.follow(widget)
     try:
         assert widget.source == "kernel"
         widget.capture_plate()
-        replies = widget.run(frames=3)
+        replies = widget.run(frames=3, timeout=WAIT_S)
         assert len(replies) >= 3 and all(r.kind == "matte" for r in replies)
+        assert widget.frames_dropped == 0, "in lockstep, every frame is matted"
         for reply in replies:  # index = frames read so far; frame 0 was the plate
             truth = clip.pha[reply.index - 1, 0].numpy()
-            assert np.abs(reply.pha - truth).mean() < 0.08
+            assert np.abs(reply.pha - truth).mean() < 0.5 * truth.mean(), "finds the person"
         assert widget.plate_captured and widget.camera_state in ("off", "ended")
         assert set(widget.latency_budget()) == {"capture", "queue", "decode", "inference", "encode"}
     finally:
@@ -317,21 +364,61 @@ def test_cv2_fallback_mattes_through_the_same_handler(matter, clip):
     assert capture.released
 
 
-def test_clip_camera_paces_like_a_camera_and_drops_what_the_model_misses(matter, clip):
+class FakeClock:
+    """``time.perf_counter`` and ``time.sleep`` that only move when slept: pacing without a clock."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 100.0, []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class SlowerThanTheCamera:
+    """A model that lasts until the camera delivered two more frames (on any machine)."""
+
+    def __init__(self, matter) -> None:
+        self.matter, self.widget = matter, None
+
+    def __call__(self, *args, **kwargs):
+        seen = self.widget.frames_seen
+        reader = self.widget._reader
+        wait_until(lambda: self.widget.frames_seen >= seen + 2 or not reader.is_alive())
+        return self.matter(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.matter, name)
+
+
+def test_clip_camera_paces_like_a_camera_and_drops_what_the_model_misses(matter, clip, monkeypatch):
+    import mattingkit.webcam
+
+    clock = FakeClock()
+    monkeypatch.setattr(mattingkit.webcam, "time", clock)
     camera = ClipCamera(clip.src, fps=50)
-    start = time.perf_counter()
     for _ in range(5):
         ok, bgr = camera.read()
         assert ok and bgr.shape == (*SIZE, 3)
-    assert time.perf_counter() - start >= 4 / 50 - 0.005
-    assert camera.last_index == 4 and camera.read()[0] and camera.read() == (False, None)
+    assert clock.slept == pytest.approx([1 / 50] * 4), "one frame every 1/fps seconds"
+    clock.now += 1.0  # nobody read for a second: a camera does not catch up with a burst
+    camera.read()
+    assert len(clock.slept) == 4
+    assert camera.last_index == 5 and camera.read() == (False, None)
+    monkeypatch.undo()
 
     frames = torch.cat([clip.bgr[None].expand(2, -1, -1, -1), clip.src.repeat(4, 1, 1, 1)])
-    widget = WebcamMatting(matter, camera=ClipCamera(frames, fps=200))  # far faster than the model
+    slow = SlowerThanTheCamera(matter)
+    widget = WebcamMatting(slow, camera=ClipCamera(frames, fps=200))
+    slow.widget = widget
     try:
         widget.capture_plate()
-        replies = widget.run(frames=4)
-        assert widget.frames_dropped > 0, "a camera faster than the model must drop frames"
+        # the camera may end before 4 frames are matted on a slow machine: run() returns then
+        replies = widget.run(frames=4, timeout=WAIT_S)
+        assert replies and widget.frames_dropped > 0, "a camera faster than the model drops"
         assert [r.index for r in replies] == sorted(
             {r.index for r in replies}
         )  # in order, no repeats
@@ -374,7 +461,7 @@ def test_changing_the_model_swaps_it_between_frames(matter, clip):
         assert widget.status.startswith("Loading mattingkit (hd)")
         widget.handler.set_plate(_uint8(clip.bgr))
         widget._on_browser_message(widget, {"type": "frame", "id": 1}, [_jpeg(_uint8(clip.src[0]))])
-        browser.wait_for(lambda: browser.of_type("result"), timeout=60)
+        browser.wait_for(lambda: browser.of_type("result"))
         assert widget.handler.matter is not matter and widget.handler.matter.preset == "hd"
         assert widget.status.startswith("Using mattingkit (hd)") or widget.frames_matted == 1
     finally:
@@ -396,7 +483,7 @@ def test_offline_official_weights_say_that_the_fallback_runs(matter, clip, tmp_p
         widget.handler.set_plate(_uint8(clip.bgr))
         widget.weights, widget.preset = "resnet50", "4k"
         widget._on_browser_message(widget, {"type": "frame", "id": 1}, [_jpeg(_uint8(clip.src[0]))])
-        browser.wait_for(lambda: browser.of_type("result"), timeout=120)
+        browser.wait_for(lambda: browser.of_type("result"))
         assert widget.handler.matter.used_fallback
         assert "Using resnet50" not in widget.status
         assert "not available" in widget.status and "shipped MobileNetV2" in widget.status

@@ -11,10 +11,13 @@ cell's figure stays in its cell while frames flow, the fallback message for offi
 weights offline, and measures composites per second at 640×480 end to end (reported,
 never asserted).
 
-Alpha tolerance: the shipped model on this clip, offline on the exact frames, has a mean
-absolute alpha error of 0.034 (after the y4m round trip and JPEG at quality 80, the worst
-frame 0.038). The browser adds its own YUV → RGB conversion and downscale, and the frame
-matching may pick a neighbouring frame, so the test allows 0.06 (an empty alpha: 0.195).
+Alpha tolerance: the browser must not spoil what the model can do. The test mattes the
+same clip frames offline (the camera's frames after the y4m round trip, JPEG at quality 80,
+the clip's own plate) with the same model, and allows the browser path 0.03 more mean
+absolute alpha error than that (the browser's own YUV → RGB conversion and downscale, a
+plate captured from the camera, and frame matching that may pick a neighbour), and at most
+half the error of an empty matte (a model that finds nobody). Whatever the shipped model's
+quality, the check is about the path, not the model.
 
 Every wait is for a state of the page or the kernel, with generous limits; nothing
 asserts a speed. Skipped without Chromium, except under ``CI=true``, where that fails.
@@ -32,6 +35,7 @@ import pytest
 from browser_helpers import (
     PLATE_FRAMES,
     WAIT_MS,
+    Checks,
     IopubRecorder,
     KernelProbe,
     error_outputs,
@@ -46,7 +50,7 @@ from mattingkit.webcam import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ALPHA_TOLERANCE = 0.06
+ALPHA_SLACK = 0.03  # see the module docstring
 GREEN = np.array([120, 255, 155])  # the widget's default composite background
 RED = np.array([255, 0, 0])
 WIDGET = ".mk-webcam"
@@ -61,19 +65,40 @@ def _status(page) -> str:
 
 
 def _counters(page) -> dict:
-    """The widget's own frame counts (data attributes), read at one instant."""
+    """The widget's own frame counts (data attributes), read at one instant, with the
+    number of frames the camera presented as counted by the test's own frame callback."""
     return page.evaluate(
         """(selector) => {
             const d = document.querySelector(selector).dataset;
             return {seen: +d.framesSeen, answered: +d.framesAnswered, dropped: +d.framesDropped,
-                    matted: +d.framesMatted, in_flight: +d.inFlight, loops: +d.frameLoops,
-                    output: d.outputSize, now: performance.now()};
+                    matted: +d.framesMatted, in_flight: +d.inFlight, given_up: +d.givenUp,
+                    loops: +d.frameLoops, output: d.outputSize, now: performance.now(),
+                    presented: window.__presented || 0};
+        }""",
+        WIDGET,
+    )
+
+
+def _count_presented_frames(page) -> None:
+    """Count, independently of the widget, the frames its <video> presents (one callback
+    per frame, like the widget's own frame loop)."""
+    page.evaluate(
+        """(selector) => {
+            const video = document.querySelector(selector + ' video');
+            window.__presented = 0;
+            const tick = () => { window.__presented += 1; video.requestVideoFrameCallback(tick); };
+            video.requestVideoFrameCallback(tick);
         }""",
         WIDGET,
     )
 
 
 def _wait_counter(page, name: str, at_least: int, timeout: int = WAIT_MS) -> None:
+    if name == "presented":
+        page.wait_for_function(
+            "(n) => (window.__presented || 0) >= n", arg=at_least, timeout=timeout
+        )
+        return
     key = {"seen": "framesSeen", "matted": "framesMatted", "answered": "framesAnswered"}[name]
     page.wait_for_function(
         "([s, k, n]) => +document.querySelector(s).dataset[k] >= n",
@@ -82,7 +107,7 @@ def _wait_counter(page, name: str, at_least: int, timeout: int = WAIT_MS) -> Non
     )
 
 
-def _colour_share(page, colour: np.ndarray) -> float:
+def _colour_share(page, colour: np.ndarray, tolerance: int = 50) -> float:
     pixels = page.evaluate(
         """(selector) => {
             const c = document.querySelector(selector + ' .mk-webcam-output');
@@ -92,7 +117,7 @@ def _colour_share(page, colour: np.ndarray) -> float:
         WIDGET,
     )
     drawn = np.array(pixels["data"], dtype=np.int32).reshape(pixels["h"], pixels["w"], 4)[..., :3]
-    return float((np.abs(drawn - colour).max(axis=2) < 50).mean())
+    return float((np.abs(drawn - colour).max(axis=2) < tolerance).mean())
 
 
 def _wait_colour(page, colour: np.ndarray, share: float = 0.3) -> None:
@@ -159,10 +184,16 @@ def capture_empty_plate(page, probe: KernelProbe, clip, folder: Path) -> None:
 
 
 def stop_then_start(page, probe: KernelProbe, clip, artifacts: Path, tag: str) -> dict:
-    """Defect 6: Stop, Start again: one frame loop, the camera's own rate, a true status."""
-    page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").click()
-    probe.wait_until("camera.camera_state == 'off'", what="the camera stopping")
-    assert "Camera off" in _status(page)
+    """Defect 6: Stop, Start again: one frame loop, one count per camera frame, a true status.
+
+    The widget counts each camera frame once (its ``seen``, behind the "camera … fps" it
+    shows); the test counts the frames the <video> presents with a frame callback of its
+    own. A second frame loop would count every frame twice. No clock is involved.
+    """
+    if page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").count():
+        page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").click()
+        probe.wait_until("camera.camera_state == 'off'", what="the camera stopping")
+        assert "Camera off" in _status(page), _status(page)
     page.locator(f"{WIDGET} .mk-start", has_text="Start camera").click()
     probe.wait_until("camera.camera_state == 'on'", what="the camera starting again")
     page.wait_for_function(
@@ -170,16 +201,18 @@ def stop_then_start(page, probe: KernelProbe, clip, artifacts: Path, tag: str) -
         arg=WIDGET,
         timeout=WAIT_MS,
     )
+    page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").wait_for()
+    _count_presented_frames(page)
     before = _counters(page)
-    _wait_counter(page, "seen", before["seen"] + 2 * clip.fps)  # about two seconds of camera
+    _wait_counter(page, "presented", before["presented"] + 2 * clip.fps)  # ~2 s of camera
     after = _counters(page)
-    camera_fps = 1000 * (after["seen"] - before["seen"]) / (after["now"] - before["now"])
     shoot(page, artifacts, f"08-{tag}-restarted-camera", WIDGET)
+    seen = after["seen"] - before["seen"]
+    presented = after["presented"] - before["presented"]
     assert after["loops"] == 1, f"{after['loops']} frame loops after Stop/Start"
-    # Counting, not speed: a camera cannot deliver more frames than the clip has.
-    assert camera_fps < 1.3 * clip.fps, f"camera counted at {camera_fps:.1f} fps (clip: {clip.fps})"
-    assert "Starting the camera" not in _status(page)
-    return {"camera_fps_after_restart": round(camera_fps, 1)}
+    assert seen <= presented + 1, f"the widget counted {seen} camera frames for {presented}"
+    assert "Starting the camera" not in _status(page), _status(page)
+    return {"frames_counted_per_presented_after_restart": round(seen / max(presented, 1), 2)}
 
 
 def picture_background(page, probe: KernelProbe, artifacts: Path, tag: str) -> None:
@@ -210,18 +243,19 @@ def picture_background(page, probe: KernelProbe, artifacts: Path, tag: str) -> N
     assert not page.locator(f"{WIDGET} .mk-picture").is_visible()
     status = _status(page)
     assert not status.startswith("⚠") and "picture" not in status, status
+    shoot(page, artifacts, f"08-{tag}-back-to-green", WIDGET)
 
 
 def restart_kernel(page, server, name: str, artifacts: Path, tag: str) -> None:
     """Defect 8: after a kernel restart the widget says the kernel is gone, camera off."""
     menu(page, "Kernel", "Restart Kernel")
     page.locator(".jp-Dialog .jp-mod-accept").click()
+    server.wait_for_kernel(name, "idle")
     page.wait_for_function(
         "(s) => document.querySelector(s + ' .mk-webcam-status').textContent.includes('kernel restarted')",
         arg=WIDGET,
         timeout=WAIT_MS,
     )
-    server.wait_for_kernel(name, "idle")
     shoot(page, artifacts, f"08-{tag}-kernel-restarted", WIDGET)
     state = page.evaluate(
         """(s) => ({start: document.querySelector(s + ' .mk-start').textContent,
@@ -232,6 +266,7 @@ def restart_kernel(page, server, name: str, artifacts: Path, tag: str) -> None:
     )
     assert state == {"start": "Start camera", "disabled": True, "video": None, "stats": ""}, state
     assert "Matting" not in _status(page)
+    assert _colour_share(page, np.array([68, 68, 68]), tolerance=8) > 0.99, "the last frame stayed"
 
 
 # --------------------------------------------------------------------------------------
@@ -249,7 +284,6 @@ def test_chapter_08_in_jupyterlab(
         keep_evidence(page, jupyter_server, artifacts, "08-lab")
         raise
     report["test_seconds"] = round(time.monotonic() - started, 1)
-    print("\nbrowser webcam test (JupyterLab):", json.dumps(report))
     for key, value in report.items():
         record_property(key, value)
 
@@ -259,6 +293,7 @@ def _lab_checks(page, server, name, clip, artifacts) -> dict:
     run_chapter(page, server, name, "lab")
     report: dict = {"notebook_run_s": round(time.monotonic() - started, 1)}
     shoot(page, artifacts, "08-lab-widget-before-start", WIDGET)
+    checks = Checks()
     probe = KernelProbe(server, name)
     iopub = IopubRecorder(server, name)
     try:
@@ -295,87 +330,37 @@ def _lab_checks(page, server, name, clip, artifacts) -> dict:
             widget_matting_fps_320x240=stats["matting_fps"],
             budget_ms={k: round(v, 1) for k, v in stats["budget"].items()},
         )
-        assert set(stats["budget"]) == set(STAGES), stats
-        assert report["match_rms_255"] < 12, f"matted frames do not look like the clip: {report}"
-        assert report["subject_frames_checked"] >= 3, report
         print("\nalpha check:", report)
-        assert report["alpha_mae_subject"] < ALPHA_TOLERANCE, report
-
-        # Defect 9: every camera frame is answered, dropped or in flight, and the widget
-        # shows that count. A model slower than the camera (on any machine) must drop.
-        probe.run(
-            "import time as _time\n"
-            "class _Slow:\n"
-            "    def __init__(self, m): self.m = m\n"
-            "    def __call__(self, *a): _time.sleep(0.3); return self.m(*a)\n"
-            "    def __getattr__(self, n): return getattr(self.m, n)\n"
-            "_fast_matter = camera.handler.matter\n"
-            "camera.handler.matter = _Slow(_fast_matter)"
-        )
-        _wait_counter(page, "matted", _counters(page)["matted"] + 8)
-        page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").click()
-        page.wait_for_function(
-            "(s) => +document.querySelector(s).dataset.inFlight === 0", arg=WIDGET, timeout=WAIT_MS
-        )
-        counts = _counters(page)
-        probe.run("camera.handler.matter = _fast_matter")
-        report["dropped_check"] = {k: counts[k] for k in ("seen", "answered", "dropped", "matted")}
-        assert counts["seen"] == counts["answered"] + counts["dropped"], counts
-        assert counts["dropped"] > 0, counts
-        page.wait_for_function(
-            "([s, n]) => document.querySelector(s + ' .mk-webcam-stats').textContent.includes('dropped ' + n)",
-            arg=[WIDGET, counts["dropped"]],
-            timeout=WAIT_MS,
-        )
-        probe.wait_until(f"camera.frames_dropped == {counts['dropped']}", what="the kernel's count")
-        shoot(page, artifacts, "08-lab-stopped-dropped-count", WIDGET)
-
-        # Defect 6: Stop (done above), Start again.
-        page.locator(f"{WIDGET} .mk-start", has_text="Start camera").click()
-        probe.wait_until("camera.camera_state == 'on'")
-        page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").wait_for()
-        report.update(stop_then_start(page, probe, clip, artifacts, "lab"))
-
-        # Defect 7: another cell draws a figure while frames flow; it stays in its cell.
-        probe.run(
-            "def _figure_while_frames_flow(widget, frames=3):\n"
-            "    import matplotlib.pyplot as plt\n"
-            "    start = widget.frames_matted\n"
-            "    fig, ax = plt.subplots(figsize=(3, 2))\n"
-            "    ax.plot([0, 1], [0, 1])\n"
-            "    deadline = _time.monotonic() + 30  # frames reach a busy kernel only over subshells\n"
-            "    while widget.frames_matted < start + frames and _time.monotonic() < deadline:\n"
-            "        _time.sleep(0.02)\n"
-            "    _during.append(widget.frames_matted - start)\n"
-            "    plt.show()\n"
-            "_during = []"
-        )
-        before = len(iopub.messages)
-        for _ in range(3):
-            cell = _run_new_cell(page, server, name, "_figure_while_frames_flow(camera)")
-            cell.locator(".jp-OutputArea-output img").first.wait_for()
-            assert cell.locator(".jp-OutputArea-output img").count() == 1, (
-                "the figure left its cell"
+        with checks("alpha against the truth and the latency budget"):
+            assert set(stats["budget"]) == set(STAGES), stats
+            assert report["match_rms_255"] < 12, (
+                f"matted frames do not look like the clip: {report}"
             )
-        figure_cell = _chapter_cell(page, server, name, "difference = (clip.src[10]")
-        for _ in range(3):  # and the chapter's own figure, re-run as a student would
-            _rerun(page, server, name, figure_cell)
-            assert figure_cell.locator(".jp-OutputArea-output img").count() == 1
-        report["frames_matted_during_figure_cells"] = probe.json("_during")
-        stray = [m for m in iopub.messages[before:] if m["parent"] != "execute_request"]
-        assert stray == [], f"outputs sent under a widget message (the log console): {stray}"
-        shoot(page, artifacts, "08-lab-figure-cell-while-live", None)
+            assert report["subject_frames_checked"] >= 3, report
+            assert report["alpha_mae_subject"] <= report["offline_mae_subject"] + ALPHA_SLACK
+            assert report["alpha_mae_subject"] < 0.5 * report["empty_mae_subject"], report
 
-        # Defect 4: official weights offline: the status says the fallback runs.
-        page.locator(f"{WIDGET} select.mk-weights").select_option("resnet50")
-        page.wait_for_function(
-            "(s) => document.querySelector(s + ' .mk-webcam-status').textContent.includes('not available')",
-            arg=WIDGET,
-            timeout=WAIT_MS,
-        )
-        assert "Using resnet50" not in _status(page)
-        assert "fallback" in probe.json("camera.model_info")
-        shoot(page, artifacts, "08-lab-offline-weights-fallback", WIDGET)
+        with checks("defect 9: every frame the model had no time for counts as dropped"):
+            report["dropped_check"] = dropped_frames(page, probe, artifacts)
+
+        with checks("defect 6: Stop, then Start camera"):
+            report.update(stop_then_start(page, probe, clip, artifacts, "lab"))
+
+        with checks("defect 7: another cell's figure stays in its cell while frames flow"):
+            report["frames_matted_while_a_figure_was_open"] = figures_while_live(
+                page, server, name, probe, iopub, artifacts
+            )
+
+        with checks("defect 4: official weights offline say that the fallback runs"):
+            page.locator(f"{WIDGET} select.mk-weights").select_option("resnet50")
+            page.wait_for_function(
+                "(s) => document.querySelector(s + ' .mk-webcam-status').textContent.includes('not available')",
+                arg=WIDGET,
+                timeout=WAIT_MS,
+            )
+            assert "Using resnet50" not in _status(page)
+            assert "fallback" in probe.json("camera.model_info")
+            shoot(page, artifacts, "08-lab-offline-weights-fallback", WIDGET)
         page.locator(f"{WIDGET} select.mk-weights").select_option("mattingkit")
         page.wait_for_function(
             "(s) => document.querySelector(s + ' .mk-webcam-status').textContent.startsWith('Using mattingkit')",
@@ -383,29 +368,124 @@ def _lab_checks(page, server, name, clip, artifacts) -> dict:
             timeout=WAIT_MS,
         )
 
-        # Issue 15: composites per second at 640×480, browser frame to drawn composite.
-        probe.run("camera.width, camera.height = 640, 480")
-        capture_empty_plate(page, probe, clip, server.folder)
-        _wait_counter(page, "matted", _counters(page)["matted"] + 2)
-        first = _counters(page)
-        _wait_counter(page, "matted", first["matted"] + 20, timeout=2 * WAIT_MS)
-        last = _counters(page)
-        assert last["output"] == "640x480", last
-        report["composites_per_s_640x480"] = round(
-            1000 * (last["matted"] - first["matted"]) / (last["now"] - first["now"]), 2
-        )
-        report["budget_ms_640x480"] = {
-            k: round(v, 1) for k, v in probe.json("camera.latency_budget()").items()
-        }
-        shoot(page, artifacts, "08-lab-640x480", WIDGET)
+        with checks("issue 15: composites per second at 640×480, measured"):
+            report.update(composites_per_second_640x480(page, probe, clip, server, artifacts))
 
-        picture_background(page, probe, artifacts, "lab")
-        assert iopub.caused_by_widgets() == [], iopub.caused_by_widgets()
+        with checks("defect 5: the image background"):
+            picture_background(page, probe, artifacts, "lab")
+        with checks("no output of the widget in the log console"):
+            assert iopub.caused_by_widgets() == [], iopub.caused_by_widgets()
     finally:
         iopub.close()
         probe.close()
-    restart_kernel(page, server, name, artifacts, "lab")
+    with checks("defect 8: a kernel restart"):
+        restart_kernel(page, server, name, artifacts, "lab")
+    report["checks_passed"] = len(checks.passed)
+    print("\nbrowser webcam test (JupyterLab):", json.dumps(report))
+    checks.done()
     return report
+
+
+def dropped_frames(page, probe: KernelProbe, artifacts: Path) -> dict:
+    """Defect 9: with a model slower than the camera (on any machine: it sleeps), frames
+    the browser never sent count as dropped: seen = answered + dropped once all is settled."""
+    probe.run(
+        "import time as _time\n"
+        "class _Slow:\n"
+        "    def __init__(self, m): self.m = m\n"
+        "    def __call__(self, *a): _time.sleep(0.3); return self.m(*a)\n"
+        "    def __getattr__(self, n): return getattr(self.m, n)\n"
+        "_fast_matter = camera.handler.matter\n"
+        "camera.handler.matter = _Slow(_fast_matter)"
+    )
+    try:
+        _wait_counter(page, "matted", _counters(page)["matted"] + 8)
+        page.locator(f"{WIDGET} .mk-start", has_text="Stop camera").click()
+        probe.wait_until("camera.camera_state == 'off'", what="the camera stopping")
+        # settled: nothing in flight, nothing given up on, the kernel's worker idle
+        probe.wait_until("camera.mailbox._slot is None and not camera._handling")
+        page.wait_for_function(
+            "(s) => { const d = document.querySelector(s).dataset;"
+            " return +d.inFlight === 0 && +d.givenUp === 0; }",
+            arg=WIDGET,
+            timeout=WAIT_MS,
+        )
+        counts = _counters(page)
+    finally:
+        probe.run("camera.handler.matter = _fast_matter")
+    checked = {k: counts[k] for k in ("seen", "answered", "dropped", "matted")}
+    assert counts["seen"] == counts["answered"] + counts["dropped"], checked
+    assert counts["dropped"] > 0, checked
+    page.wait_for_function(
+        "([s, n]) => document.querySelector(s + ' .mk-webcam-stats').textContent.includes('dropped ' + n)",
+        arg=[WIDGET, counts["dropped"]],
+        timeout=WAIT_MS,
+    )
+    probe.wait_until(f"camera.frames_dropped == {counts['dropped']}", what="the kernel's count")
+    shoot(page, artifacts, "08-lab-stopped-dropped-count", WIDGET)
+    return checked
+
+
+def figures_while_live(page, server, name: str, probe: KernelProbe, iopub, artifacts) -> list:
+    """Defect 7: cells that draw a figure while frames arrive keep their figure.
+
+    JupyterLab 4.6 sends widget messages over a kernel subshell, so frames are handled
+    while a cell runs. The helper keeps its figure open until three frames were matted
+    (it waits for frames, not for time), which is when a widget message could flush it.
+    """
+    probe.run(
+        "import time as _time\n"
+        "def _figure_while_frames_flow(widget, frames=3):\n"
+        "    import matplotlib.pyplot as plt\n"
+        "    start = widget.frames_matted\n"
+        "    fig, ax = plt.subplots(figsize=(3, 2))\n"
+        "    ax.plot([0, 1], [0, 1])\n"
+        "    deadline = _time.monotonic() + 120  # a guard only: frames come over a subshell\n"
+        "    while widget.frames_matted < start + frames and _time.monotonic() < deadline:\n"
+        "        _time.sleep(0.02)\n"
+        "    _during.append(widget.frames_matted - start)\n"
+        "    plt.show()\n"
+        "_during = []"
+    )
+    before = len(iopub.messages)
+    for _ in range(3):
+        cell = _run_new_cell(page, server, name, "_figure_while_frames_flow(camera)")
+        images = cell.locator(".jp-OutputArea-output img")
+        assert images.count() == 1, "the figure left its cell"
+    during = probe.json("_during")
+    assert all(n >= 3 for n in during), f"frames did not flow while the cells ran: {during}"
+    figure_cell = _chapter_cell(page, server, name, "difference = (clip.src[10]")
+    for _ in range(3):  # and the chapter's own figure, re-run as a student would
+        _rerun(page, server, name, figure_cell)
+        assert figure_cell.locator(".jp-OutputArea-output img").count() == 1
+    stray = iopub.caused_by_widgets(since=before)
+    assert stray == [], f"outputs sent under a widget message (the log console): {stray}"
+    shoot(page, artifacts, "08-lab-figure-cell-while-live", None)
+    return during
+
+
+def composites_per_second_640x480(page, probe: KernelProbe, clip, server, artifacts) -> dict:
+    """Issue 15: the whole webcam path at 640×480, browser frame to drawn composite.
+
+    Reported, never asserted: it says how fast this machine is, not whether the code works.
+    """
+    probe.run("camera.width, camera.height = 640, 480; camera.records.clear()")
+    capture_empty_plate(page, probe, clip, server.folder)
+    _wait_counter(page, "matted", _counters(page)["matted"] + 2)
+    first = _counters(page)
+    _wait_counter(page, "matted", first["matted"] + 20, timeout=2 * WAIT_MS)
+    last = _counters(page)
+    assert last["output"] == "640x480", last
+    shoot(page, artifacts, "08-lab-640x480", WIDGET)
+    budget = probe.json("camera.latency_budget()")
+    return {
+        "composites_per_s_640x480": round(
+            1000 * (last["matted"] - first["matted"]) / (last["now"] - first["now"]), 2
+        ),
+        "composites_counted_640x480": last["matted"] - first["matted"],
+        "budget_ms_640x480": {k: round(v, 1) for k, v in budget.items()},
+        "refine_settings_640x480": probe.json("camera.handler.matter.settings_for(480, 640)"),
+    }
 
 
 def _chapter_cell(page, server, name: str, text: str):
@@ -457,9 +537,15 @@ def _run_new_cell(page, server, name: str, code: str):
 
 
 def _alpha_report(path: Path, clip) -> dict:
+    """Match each matted frame to the clip, compare its alpha with the truth, and with what
+    the same model gives offline for that clip frame (see the module docstring)."""
+    import torch
+
+    from mattingkit.inference import Matter
+
     recent = np.load(path)
     flat = clip.frames.reshape(len(clip.frames), -1).astype(np.float32)
-    errors, subject_errors, residuals = [], [], []
+    errors, subject, residuals = [], [], []
     for src, pha in zip(recent["src"], recent["pha"]):
         distances = ((flat - src.reshape(1, -1).astype(np.float32)) ** 2).mean(axis=1)
         index = int(distances.argmin())
@@ -467,11 +553,30 @@ def _alpha_report(path: Path, clip) -> dict:
         error = float(np.abs(pha - clip.truth[index]).mean())
         errors.append(error)
         if index >= PLATE_FRAMES:
-            subject_errors.append(error)
+            subject.append((index, error))
+    offline, empty = [], []
+    if subject:
+        matter = Matter(device="cpu")
+
+        def jpeg_tensor(image: np.ndarray) -> torch.Tensor:
+            data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
+            rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+            return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+
+        plate = jpeg_tensor(clip.plate)
+        for index, _ in subject:
+            result = matter(jpeg_tensor(clip.frames[index]), plate)
+            offline.append(
+                float(np.abs(result.pha[0, 0].float().numpy() - clip.truth[index]).mean())
+            )
+            empty.append(float(clip.truth[index].mean()))
+    mean = lambda values: round(float(np.mean(values)), 4) if values else 1.0  # noqa: E731
     return {
-        "subject_frames_checked": len(subject_errors),
-        "alpha_mae_subject": round(float(np.mean(subject_errors)), 4) if subject_errors else 1.0,
-        "alpha_mae_all": round(float(np.mean(errors)), 4),
+        "subject_frames_checked": len(subject),
+        "alpha_mae_subject": mean([e for _, e in subject]),
+        "offline_mae_subject": mean(offline),
+        "empty_mae_subject": mean(empty),
+        "alpha_mae_all": mean(errors),
         "match_rms_255": round(float(np.mean(residuals)), 2),
     }
 
@@ -485,23 +590,30 @@ def test_chapter_08_in_notebook_7(
     name = jupyter_server.copy_notebook("08_webcam_demo.ipynb", "08_webcam_demo_nb7.ipynb")
     page = new_page()
     started = time.monotonic()
+    checks = Checks()
+    report: dict = {}
     try:
         run_chapter(page, jupyter_server, name, "notebook")
+        report["notebook_run_s"] = round(time.monotonic() - started, 1)
         probe = KernelProbe(jupyter_server, name)
         try:
             start_camera(page, probe)
             capture_empty_plate(page, probe, camera_clip, jupyter_server.folder)
             _wait_colour(page, GREEN)
             shoot(page, artifacts, "08-nb7-matting-on-green", WIDGET)
-            report = stop_then_start(page, probe, camera_clip, artifacts, "nb7")
-            picture_background(page, probe, artifacts, "nb7")
+            with checks("defect 6: Stop, then Start camera (Notebook 7)"):
+                report.update(stop_then_start(page, probe, camera_clip, artifacts, "nb7"))
+            with checks("defect 5: the image background (Notebook 7)"):
+                picture_background(page, probe, artifacts, "nb7")
         finally:
             probe.close()
-        restart_kernel(page, jupyter_server, name, artifacts, "nb7")
+        with checks("defect 8: a kernel restart (Notebook 7)"):
+            restart_kernel(page, jupyter_server, name, artifacts, "nb7")
+        report["test_seconds"] = round(time.monotonic() - started, 1)
+        print("\nbrowser webcam test (Notebook 7):", json.dumps(report))
+        checks.done()
     except BaseException:
         keep_evidence(page, jupyter_server, artifacts, "08-nb7")
         raise
-    report["test_seconds"] = round(time.monotonic() - started, 1)
-    print("\nbrowser webcam test (Notebook 7):", json.dumps(report))
     for key, value in report.items():
         record_property(key, value)

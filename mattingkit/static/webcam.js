@@ -120,6 +120,7 @@ function render({ model, el }) {
     el.dataset.framesDropped = state.dropped;
     el.dataset.framesMatted = state.matted;
     el.dataset.inFlight = state.inFlight.size;
+    el.dataset.givenUp = state.givenUp.size;
     el.dataset.frameLoops = state.liveLoops.size;
     el.dataset.outputSize = `${output.width}x${output.height}`;
   }
@@ -311,7 +312,9 @@ function render({ model, el }) {
   model.on("msg:custom", async (message, buffers) => {
     if (state.gone) return;
     if (message.type === "dropped") {
+      // Counted once: now, or already when the browser gave up waiting for it.
       if (state.inFlight.delete(message.id)) state.dropped += 1;
+      state.givenUp.delete(message.id);
       counters();
       return;
     }
