@@ -20,6 +20,7 @@ __all__ = [
     "check_name_or_file",
     "fetch_registry_file",
     "official_sources",
+    "require_shipped",
     "resolve_name",
     "unknown_name_message",
     "unknown_weights_message",
@@ -133,16 +134,15 @@ def fetch_registry_file(
         raise KeyError(unknown_name_message(name))
     filename = _NAMES[key]
     if filename == SHIPPED_FILENAME:
-        path = asset_path("weights", SHIPPED_FILENAME)
-        if not path.is_file():
-            raise FileNotFoundError(shipped_missing_message(path))
-        return path
+        return require_shipped(asset_path("weights", SHIPPED_FILENAME))
     return fetch(filename, **official_sources(filename), cache_dir=cache_dir, progress=progress)
 
 
-def shipped_missing_message(path: Path) -> str:
-    """The one message for a checkout without the shipped weights."""
-    return (
-        f"mattingkit's shipped weights are missing: {path}. Train them with "
-        "`python scripts/train_shipped_model.py`, or use the official weights."
-    )
+def require_shipped(path: Path) -> Path:
+    """``path`` of the shipped weights, or the one message for a checkout without them."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"mattingkit's shipped weights are missing: {path}. Train them with "
+            "`python scripts/train_shipped_model.py`, or use the official weights."
+        )
+    return path

@@ -34,6 +34,7 @@ from mattingkit.outputs import (
     ALPHA_SUFFIXES,
     OUTPUT_TYPES,
     check_video_targets,
+    command_line_message,
     exists_message,
     image_output_paths,
     looks_like_colour,
@@ -55,15 +56,6 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.replace("mattingkit", "").strip()
         hint = f"mattingkit {command} --help" if command else "mattingkit --help"
         self.exit(2, f"mattingkit: error: {message} (see '{hint}')\n")
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, (KeyError,)) and text.startswith(("'", '"')):
-        text = text[1:-1]  # KeyError quotes its message
-    if isinstance(error, FileExistsError):  # the library's words, in the command's terms
-        text = text.replace("overwrite=True", "--overwrite")
-    return text
 
 
 def _download_failed(error: DownloadError) -> str:
@@ -450,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    print(f"mattingkit: warning: {_one_line(message)}", file=sys.stderr)
+    print(f"mattingkit: warning: {command_line_message(message)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -473,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif isinstance(error, DownloadError) and error.attempts:
                 print(f"mattingkit: error: {_download_failed(error)}", file=sys.stderr)
             else:
-                print(f"mattingkit: error: {_one_line(error)}", file=sys.stderr)
+                print(f"mattingkit: error: {command_line_message(error)}", file=sys.stderr)
             return 1
     if args.debug:
         print(f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)

@@ -24,6 +24,7 @@ from typing import Any
 
 from mattingkit._weights_names import check_name_or_file
 from mattingkit.download import DownloadError
+from mattingkit.outputs import command_line_message
 
 OUTPUTS = ("pha.png", "fgr.png", "composite_green.png", "composite_blurred_plate.png", "rgba.png")
 #: What the demo wrote, so that a second run can tell its own files from yours.
@@ -147,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, DownloadError) and error.filename:
             text = f"{error.one_line()}, or pass --allow-fallback to use the shipped model"
         else:
-            text = " ".join(str(error).split()) or type(error).__name__
-            if isinstance(error, KeyError) and text.startswith(("'", '"')):
-                text = text[1:-1]  # KeyError quotes its message
+            text = command_line_message(error)
         print(f"python -m mattingkit.demo: error: {text}", file=sys.stderr)
         return 1
 

@@ -21,6 +21,7 @@ __all__ = [
     "VIDEO_FORMATS",
     "check_output_types",
     "check_video_targets",
+    "command_line_message",
     "exists_message",
     "image_output_paths",
     "is_png_sequence",
@@ -52,6 +53,20 @@ def exists_message(paths: Sequence[PathLike]) -> str:
     if len(paths) == 1:
         return f"{names} already exists; pass overwrite=True to replace it"
     return f"{names} already exist; pass overwrite=True to replace them"
+
+
+def command_line_message(error: BaseException) -> str:
+    """An error as the one line a command prints, in the command's terms.
+
+    Whitespace folded, the quotes ``KeyError`` adds removed, and :func:`exists_message`'s
+    ``overwrite=True`` written as ``--overwrite``.
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, KeyError) and text.startswith(("'", '"')):
+        text = text[1:-1]  # KeyError quotes its message
+    if isinstance(error, FileExistsError):
+        text = text.replace("overwrite=True", "--overwrite")
+    return text
 
 
 def check_output_types(output_types: Sequence[str] | str) -> list[str]:

@@ -40,8 +40,8 @@ from mattingkit._weights_names import (
     RELEASE_URL,
     SHIPPED_FILENAME,
     official_sources,
+    require_shipped,
     resolve_name,
-    shipped_missing_message,
     unknown_name_message,
     unknown_weights_message,
 )
@@ -583,10 +583,7 @@ def fetch_weights(
     if isinstance(weights, str):
         weights = get_weights(weights)
     if weights.local_path is not None:
-        path = weights.local_path()
-        if not path.is_file():
-            raise FileNotFoundError(shipped_missing_message(path))
-        return path
+        return require_shipped(weights.local_path())
     return fetch(
         weights.filename,
         drive_id=weights.drive_id,

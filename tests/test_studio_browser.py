@@ -70,6 +70,11 @@ CHOICES = {
     "refine-mode": ("sampling", "thresholding", "full"),
     "background-kind": ("colour", "image", "blur"),
 }
+#: Screenshots taken on the way, by (media, weights, refine mode, background).
+CHOICE_SHOTS = {
+    ("your own", "file", "thresholding", "colour"): "07-studio-own-media-weights-file-colour",
+    ("sample video", "official", "full", "image"): "07-studio-video-official-full-image",
+}
 WEIGHT_LABELS = {
     "official": "official (downloaded on demand)",
     "shipped": "mattingkit shipped (offline, MobileNetV2)",
@@ -210,20 +215,8 @@ def _every_choice(page, artifacts) -> int:
                 current[field] = value
         _wait_shown(page, _expected(current), f"after choosing {current}")
         checked += 1
-        if current == {
-            "media": "your own",
-            "weights": "file",
-            "refine-mode": "thresholding",
-            "background-kind": "colour",
-        }:
-            shoot(page, artifacts, "07-studio-own-media-weights-file-colour", STUDIO)
-        if current == {
-            "media": "sample video",
-            "weights": "official",
-            "refine-mode": "full",
-            "background-kind": "image",
-        }:
-            shoot(page, artifacts, "07-studio-video-official-full-image", STUDIO)
+        if values in CHOICE_SHOTS:
+            shoot(page, artifacts, CHOICE_SHOTS[values], STUDIO)
     for preset in ("HD", "4K", "auto"):  # a preset needs no field of its own
         _choose(page, "preset", preset)
         _wait_shown(page, _expected(current), f"after preset {preset}")
