@@ -1,4 +1,4 @@
-"""Reproduce the GMac column of the paper's Table 3 with mattingkit.profile.
+"""Reproduce the GMac column of the paper's Table 3 with mattingkit.speed.profile.
 
 Every row builds mattingkit's ``MattingRefine`` with the paper's speed-test settings
 (HD: backbone_scale 1/4, 80,000 refined pixels; 4K: 1/8, 320,000; sampling mode without
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from mattingkit.paper import RESOLUTIONS, TABLE3
-from mattingkit.profile import gmacs_by_module, speed_test_model
+from mattingkit.core.paper import RESOLUTIONS, TABLE3
+from mattingkit.speed.profile import gmacs_by_module, speed_test_model
 
 
 def main() -> list[tuple[str, str, float, dict[str, float]]]:

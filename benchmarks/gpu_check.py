@@ -7,15 +7,15 @@ with what it measured, and a failure does not stop the others:
 1. ``fp16 autocast``: ``Matter(device="cuda")`` picks fp16 autocast; alpha close to fp32.
 2. ``pinned memory``: CPU inputs go through pinned memory with non-blocking copies and come
    back equal to inputs already on the GPU.
-3. ``CUDA events``: :func:`mattingkit.profile.time_forward` times with CUDA events after a
+3. ``CUDA events``: :func:`mattingkit.speed.profile.time_forward` times with CUDA events after a
    synchronisation; its figure is checked against a synchronised wall clock.
 4. ``channels-last``: the Matter's model runs channels-last, takes the refiner's window path
    and fast stages, and equals the plain NCHW model within float rounding.
-5. ``TorchScript fp16``: :func:`mattingkit.export.export_torchscript` in fp16, loaded back by
+5. ``TorchScript fp16``: :func:`mattingkit.apps.export.export_torchscript` in fp16, loaded back by
    ``Matter``, close to fp32.
 6. ``torch.compile``: ``Matter(compile=True)``: compiles (the slow first call is timed) and
    equals the eager Matter.
-7. ``video pipeline``: :func:`mattingkit.video.matte_video` on a generated clip with audio,
+7. ``video pipeline``: :func:`mattingkit.apps.video.matte_video` on a generated clip with audio,
    every frame written, end-to-end fps beside model-only fps.
 8. ``Table 3``: the three backbones at HD and 4K with the paper's speed-test settings, fp32
    eager as in the paper and ``Matter`` (fp16 autocast, channels-last), fps and GMac beside
@@ -76,7 +76,7 @@ class Context:
         return (64, 96) if self.dry_run else (1080, 1920)
 
     def table3_size(self, resolution: str) -> tuple[int, int]:
-        from mattingkit.paper import RESOLUTIONS
+        from mattingkit.core.paper import RESOLUTIONS
 
         if self.dry_run:
             return (64, 96) if resolution == "hd" else (128, 192)
@@ -96,7 +96,7 @@ def sample_pair(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped portrait (frame, plate), resized to the check size, on the CPU."""
     import torch.nn.functional as F
 
-    from mattingkit.synthetic import load_sample
+    from mattingkit.data.synthetic import load_sample
 
     sample = load_sample("portrait")
     size = ctx.check_size
@@ -122,7 +122,7 @@ def check_autocast(ctx: Context) -> str:
     src, bgr = sample_pair(ctx)
     fast = matter(ctx)  # precision "auto"
     exact = matter(ctx, precision="fp32")
-    from mattingkit.inference import cpu_has_native_bf16
+    from mattingkit.apps.inference import cpu_has_native_bf16
 
     expected = "fp16" if ctx.cuda else ("bf16" if cpu_has_native_bf16() else "fp32")
     assert fast.precision == expected, f"auto chose {fast.precision}, expected {expected}"
@@ -156,7 +156,7 @@ def check_pinned_memory(ctx: Context) -> str:
 
 
 def check_events(ctx: Context) -> str:
-    from mattingkit.profile import time_forward
+    from mattingkit.speed.profile import time_forward
 
     src, bgr = (x.to(ctx.device) for x in sample_pair(ctx))
     m = matter(ctx, precision="fp32")
@@ -177,7 +177,7 @@ def check_events(ctx: Context) -> str:
 
 
 def check_channels_last(ctx: Context) -> str:
-    from mattingkit.pretrained import load_pretrained
+    from mattingkit.weights.pretrained import load_pretrained
 
     src, bgr = sample_pair(ctx)
     m = matter(ctx, precision="fp32")
@@ -209,7 +209,7 @@ def check_channels_last(ctx: Context) -> str:
 
 
 def check_torchscript(ctx: Context) -> str:
-    from mattingkit.export import export_torchscript
+    from mattingkit.apps.export import export_torchscript
 
     src, bgr = sample_pair(ctx)
     exact = matter(ctx, precision="fp32")
@@ -246,9 +246,9 @@ def check_compile(ctx: Context) -> str:
 def check_video(ctx: Context) -> str:
     import numpy as np
 
-    from mattingkit import synthetic
+    from mattingkit.apps.video import matte_video, write_video
+    from mattingkit.data import synthetic
     from mattingkit.io import write_image
-    from mattingkit.video import matte_video, write_video
 
     height, width = (64, 96) if ctx.dry_run else (720, 1280)
     frames = 6 if ctx.dry_run else 60
@@ -276,8 +276,8 @@ def check_video(ctx: Context) -> str:
 
 def table3(ctx: Context) -> str:
     """Table 3 beside the paper's: fps (fp32 eager as in the paper; Matter) and GMac."""
-    from mattingkit.paper import BACKBONES, RESOLUTIONS, TABLE3
-    from mattingkit.profile import fps, gmacs, speed_test_model, time_forward
+    from mattingkit.core.paper import BACKBONES, RESOLUTIONS, TABLE3
+    from mattingkit.speed.profile import fps, gmacs, speed_test_model, time_forward
 
     rows = []
     header = (
@@ -344,7 +344,7 @@ def describe(device: torch.device) -> str:
             f"{props.major}.{props.minor}, CUDA {torch.version.cuda}, cuDNN "
             f"{torch.backends.cudnn.version()}"
         )
-    from mattingkit.profile import describe_cpu
+    from mattingkit.speed.profile import describe_cpu
 
     cpu = describe_cpu()
     return (

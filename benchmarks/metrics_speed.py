@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from mattingkit import metrics
+from mattingkit.training import metrics
 
 
 def synthetic_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, ...]:

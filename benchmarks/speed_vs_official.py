@@ -61,9 +61,10 @@ from typing import NamedTuple
 
 import torch
 
-from mattingkit.inference import Matter
-from mattingkit.model import MattingRefine
-from mattingkit.profile import (
+from mattingkit.apps.inference import Matter
+from mattingkit.core.model import MattingRefine
+from mattingkit.runtime import pick_device
+from mattingkit.speed.profile import (
     AVX2_ENV,
     PAPER_SETTINGS,
     PAPER_TABLE3,
@@ -71,7 +72,6 @@ from mattingkit.profile import (
     describe_cpu,
     time_forward,
 )
-from mattingkit.runtime import pick_device
 
 MODELS = ("official", "eager", "window", "matter", "fast")
 

@@ -7,7 +7,7 @@ upscaled to the chosen size), then two things are timed in one process, alternat
 * **model only**: the clip's frames already decoded and in memory as tensors, each passed
   through :class:`mattingkit.Matter` one after the other (what ``profile.fps`` measures,
   but on real frames);
-* **pipeline**: :func:`mattingkit.video.matte_video` from the file to an H.264 composite
+* **pipeline**: :func:`mattingkit.apps.video.matte_video` from the file to an H.264 composite
   with the audio copied: decoding, the model, compositing, conversion and encoding.
 
 The ratio pipeline / model is the pipeline's efficiency: 1.0 means decoding and encoding
@@ -33,10 +33,10 @@ import cv2
 import numpy as np
 import torch
 
-from mattingkit import synthetic
-from mattingkit.inference import Matter, to_tensor
+from mattingkit.apps.inference import Matter, to_tensor
+from mattingkit.apps.video import matte_video, read_video, write_video
+from mattingkit.data import synthetic
 from mattingkit.io import write_image
-from mattingkit.video import matte_video, read_video, write_video
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """How many composites a second can the webcam path make? Fixed HD preset versus scaled "auto".
 
 The kernel side of chapter 08, exactly as the widget runs it
-(:class:`mattingkit.webcam.FrameHandler`): a JPEG frame as the browser sends it is decoded,
+(:class:`mattingkit.notebook.webcam.FrameHandler`): a JPEG frame as the browser sends it is decoded,
 matted against the plate with :class:`mattingkit.Matter`, composited and encoded back to
 JPEG. For each frame size, the presets are timed interleaved in one process (the order
 rotates every round), so a busy neighbour slows all alike:
@@ -9,7 +9,7 @@ rotates every round), so a busy neighbour slows all alike:
 * ``hd``: the paper's fixed HD settings, 80,000 refined pixels whatever the frame (26 % of a
   640x480 frame, all of a 320x240 one): what ``Matter(preset="auto")`` did before;
 * ``auto``: the paper's share of the frame (3.86 %, at least 4,096 pixels;
-  :func:`mattingkit.paper.scaled_settings`): 11,856 pixels at 640x480.
+  :func:`mattingkit.core.paper.scaled_settings`): 11,856 pixels at 640x480.
 
 The frames are the generated clip of the browser test (a subject over a photo plate). The
 browser adds capture, transfer and drawing: ``tests/test_webcam_browser.py`` measures the
@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 import torch
 
-from mattingkit import synthetic
-from mattingkit.inference import Matter
-from mattingkit.profile import describe_cpu
-from mattingkit.webcam import Frame, FrameHandler
+from mattingkit.apps.inference import Matter
+from mattingkit.data import synthetic
+from mattingkit.notebook.webcam import Frame, FrameHandler
+from mattingkit.speed.profile import describe_cpu
 
 PRESETS = ("hd", "auto")
 

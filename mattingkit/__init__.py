@@ -1,7 +1,7 @@
 """mattingkit: a readable, teachable Background Matting V2.
 
 The package mirrors the notebook series: each module holds the ideas of one chapter.
-Heavy names are imported lazily, so ``import mattingkit.metrics`` stays cheap.
+Heavy names are imported lazily, so ``import mattingkit.training.metrics`` stays cheap.
 """
 
 from __future__ import annotations
@@ -13,26 +13,26 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS = {
-    "MattingBase": "mattingkit.model",
-    "MattingRefine": "mattingkit.model",
-    "BaseOutput": "mattingkit.model",
-    "RefineOutput": "mattingkit.model",
-    "load_pretrained": "mattingkit.pretrained",
-    "list_pretrained": "mattingkit.pretrained",
-    "get_weights": "mattingkit.pretrained",
+    "MattingBase": "mattingkit.core.model",
+    "MattingRefine": "mattingkit.core.model",
+    "BaseOutput": "mattingkit.core.model",
+    "RefineOutput": "mattingkit.core.model",
+    "load_pretrained": "mattingkit.weights.pretrained",
+    "list_pretrained": "mattingkit.weights.pretrained",
+    "get_weights": "mattingkit.weights.pretrained",
     "read_image": "mattingkit.io",
     "write_image": "mattingkit.io",
     "pick_device": "mattingkit.runtime",
     "fast_mode": "mattingkit.runtime",
-    "gmacs": "mattingkit.profile",
-    "fps": "mattingkit.profile",
-    "TrainConfig": "mattingkit.train",
-    "train": "mattingkit.train",
-    "Matter": "mattingkit.inference",
-    "MatteResult": "mattingkit.inference",
-    "matte_video": "mattingkit.video",
-    "Studio": "mattingkit.studio",
-    "WebcamMatting": "mattingkit.webcam",
+    "gmacs": "mattingkit.speed.profile",
+    "fps": "mattingkit.speed.profile",
+    "TrainConfig": "mattingkit.training.loop",
+    "train": "mattingkit.training.loop",
+    "Matter": "mattingkit.apps.inference",
+    "MatteResult": "mattingkit.apps.inference",
+    "matte_video": "mattingkit.apps.video",
+    "Studio": "mattingkit.notebook.studio",
+    "WebcamMatting": "mattingkit.notebook.webcam",
 }
 
 __all__ = sorted(_EXPORTS)

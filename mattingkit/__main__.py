@@ -1,5 +1,5 @@
-"""``python -m mattingkit``: the same as the ``mattingkit`` command (see :mod:`mattingkit.cli`)."""
+"""``python -m mattingkit``: the same as the ``mattingkit`` command (see :mod:`mattingkit.apps.cli`)."""
 
-from mattingkit.cli import main
+from mattingkit.apps.cli import main
 
 raise SystemExit(main())

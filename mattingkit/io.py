@@ -29,11 +29,10 @@ from typing import IO, Any, Union
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mattingkit.outputs import exists_message
 
-__all__ = ["atomic_write", "read_alpha", "read_image", "resize_to_cover", "write_image"]
+__all__ = ["atomic_write", "read_alpha", "read_image", "write_image"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -293,28 +292,3 @@ def write_image(
 # --------------------------------------------------------------------------------------
 # Fitting an image to a frame
 # --------------------------------------------------------------------------------------
-def resize_to_cover(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Scale ``image`` (…, C, h, w) to cover ``height`` × ``width``, then centre-crop. Chapter 01.
-
-    The aspect ratio is kept (no stretching): the image is scaled by the larger of the two
-    ratios with antialiased bilinear filtering, so one side fits exactly and the other
-    overhangs; the overhang is cropped evenly on both sides. The one rule for the whole
-    library (new backgrounds in :mod:`mattingkit.matting`, dataset crops in
-    :mod:`mattingkit.data` and :mod:`mattingkit.augment`): sizes round to the nearest pixel
-    (never below the target) and the crop offset rounds like torchvision's ``center_crop``.
-    """
-    if image.ndim < 3:
-        raise ValueError(f"expected an image (…, C, H, W), got shape {tuple(image.shape)}")
-    if height < 1 or width < 1:
-        raise ValueError(f"the target size must be positive, got {height}×{width} (H×W)")
-    h, w = image.shape[-2:]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    if (new_h, new_w) != (h, w):
-        flat = image.reshape(-1, *image.shape[-3:])
-        flat = F.interpolate(
-            flat, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
-        )
-        image = flat.reshape(*image.shape[:-2], new_h, new_w)
-    top, left = round((new_h - height) / 2), round((new_w - width) / 2)
-    return image[..., top : top + height, left : left + width]

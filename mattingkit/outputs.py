@@ -2,7 +2,7 @@
 
 Chapter 07. The ``mattingkit`` command runs these checks before its slow imports, so a wrong
 suffix or an existing output fails in a fraction of a second instead of after ``import torch``;
-:mod:`mattingkit.video`, :mod:`mattingkit.io` and the command use the same functions, so the
+:mod:`mattingkit.apps.video`, :mod:`mattingkit.io` and the command use the same functions, so the
 library and the command say the same thing in the same words.
 """
 

@@ -5,7 +5,7 @@ without dividing by 255 is clipped to pure white, an alpha drawn over the wrong 
 range saturates, a map of zeros is one flat colour. This module catches those panels.
 
 * In a kernel, :func:`install` wraps ``matplotlib.axes.Axes.imshow`` (every ``imshow``,
-  ``plt.imshow`` and the ``mattingkit.plotting`` helpers go through it) and, after each
+  ``plt.imshow`` and the ``mattingkit.notebook.plotting`` helpers go through it) and, after each
   cell, appends one JSON line per image drawn in that cell to a report file: what the
   panel is called and :func:`panel_stats` of what it shows. ``scripts/run_notebook.py``
   loads it into the kernel with ``probe_figures=True``; nothing in the notebook changes.

@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python scripts/make_assets.py              # write missing files, check existing ones
     python scripts/make_assets.py --overwrite  # regenerate everything
 
-Everything comes from :mod:`mattingkit.synthetic` with fixed seeds, so the files can always
+Everything comes from :mod:`mattingkit.data.synthetic` with fixed seeds, so the files can always
 be rebuilt bit for bit on a machine with the same photo sources (``manifest.json`` records
 them). A file that exists with different content is never replaced without
 ``--overwrite``; identical files are left alone.
@@ -26,8 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from mattingkit.io import atomic_write, write_image
-from mattingkit.synthetic import (
+from mattingkit.data.synthetic import (
     CLIP_SPEC,
     SAMPLE_SPECS,
     TRIANGULATION_SPEC,
@@ -36,6 +35,7 @@ from mattingkit.synthetic import (
     make_triangulation_sample,
     photo_sources,
 )
+from mattingkit.io import atomic_write, write_image
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "samples"
 CLIP_FPS = 24

@@ -4,7 +4,7 @@ Chapter 06. The one command that reproduces ``assets/weights/mattingkit_mobilene
 
     python scripts/train_shipped_model.py --force
 
-It runs both stages of :mod:`mattingkit.train` on the synthetic generator (real photo
+It runs both stages of :mod:`mattingkit.training.loop` on the synthetic generator (real photo
 backgrounds from installed packages, drawn subjects with exact ground truth; no download):
 
 1. ``base``: ``MattingBase`` from scratch (no ImageNet weights offline), AdamW, cosine decay;
@@ -30,10 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mattingkit.matting import difference_key  # noqa: E402
-from mattingkit.model import MattingRefine  # noqa: E402
-from mattingkit.pretrained import load_pretrained  # noqa: E402
-from mattingkit.train import (  # noqa: E402
+from mattingkit.core.matting import difference_key  # noqa: E402
+from mattingkit.core.model import MattingRefine  # noqa: E402
+from mattingkit.training.loop import (  # noqa: E402
     HD_REFINE_FRACTION,
     TrainConfig,
     calibration_batches,
@@ -43,6 +42,7 @@ from mattingkit.train import (  # noqa: E402
     train,
     validation_samples,
 )
+from mattingkit.weights.pretrained import load_pretrained  # noqa: E402
 
 WEIGHTS = ROOT / "assets" / "weights" / "mattingkit_mobilenetv2_fp16.pth"
 
@@ -266,19 +266,19 @@ def write_card(path: Path, info: dict) -> None:
         f"({seconds['total_wall'] / 60:.0f} min for the whole command, scoring included).",
         f"- Hardware: {info['machine']}, {info['threads']} torch thread(s) + 1 data process; "
         f"torch {info['torch']}.",
-        "- Data: `mattingkit.synthetic`: people (head and shoulders or the whole body, hair drawn",
+        "- Data: `mattingkit.data.synthetic`: people (head and shoulders or the whole body, hair drawn",
         "  strand by strand at sub-pixel width, glasses, sheer woven scarves, drinking glasses) and",
         "  objects with exact alpha, textured with real photographs that ship with matplotlib and",
         "  scikit-image, over crops of those photographs or procedural rooms. In the loop: the",
-        "  official augmentations (`mattingkit.augment.augment_batch`) plus what real cameras add",
+        "  official augmentations (`mattingkit.data.augment.augment_batch`) plus what real cameras add",
         "  (`camera_effects`: floor shadows, exposure/white-balance shifts, shot noise, JPEG);",
         f"  {base['exact_plate_share']:.0%} of the samples keep an exact plate. No pretrained backbone.",
         '- File: fp16 `state_dict` (load into a float32 `MattingRefine("mobilenetv2")`, as',
-        '  `mattingkit.pretrained.load_pretrained("mattingkit")` does).',
+        '  `mattingkit.weights.pretrained.load_pretrained("mattingkit")` does).',
         "",
         f"## Held-out synthetic set ({info['eval_count']} samples, {info['eval_size']}x{info['eval_size']})",
         "",
-        "Seeds the training never used (`mattingkit.train.validation_samples`). Unknown band of the",
+        "Seeds the training never used (`mattingkit.training.loop.validation_samples`). Unknown band of the",
         "paper's trimap (`metrics.trimap_from_alpha`), benchmark units (SAD / 1000, raw MSE, Grad and",
         "Conn as `eval/benchmark.m`), mean per image; *holes*: share of the truly opaque subject",
         "predicted below 0.5 (`metrics.holes`); *whole*: over the whole image. Sampling refines the",

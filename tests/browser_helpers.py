@@ -107,8 +107,8 @@ class CameraClip:
     """The clip behind the fake camera: frames as the camera shows them, and the truth."""
 
     def __init__(self, folder: Path) -> None:
-        from mattingkit.synthetic import make_clip
-        from mattingkit.webcam import write_y4m
+        from mattingkit.data.synthetic import make_clip
+        from mattingkit.notebook.webcam import write_y4m
 
         clip = make_clip(8, SIZE, SUBJECT_FRAMES, subject="person")
         frames = torch.cat([clip.bgr[None].expand(PLATE_FRAMES, -1, -1, -1), clip.src])

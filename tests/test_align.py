@@ -1,4 +1,4 @@
-"""mattingkit.align: re-aligning a plate after a known camera move, and failing gracefully."""
+"""mattingkit.apps.align: re-aligning a plate after a known camera move, and failing gracefully."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import skimage.data
 import torch
 
 from mattingkit import Matter
-from mattingkit.align import AlignmentWarning, _implausible, align_plate, find_homography
-from mattingkit.synthetic import load_sample
+from mattingkit.apps.align import AlignmentWarning, _implausible, align_plate, find_homography
+from mattingkit.data.synthetic import load_sample
 
 
 @pytest.fixture(scope="module")

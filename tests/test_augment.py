@@ -1,4 +1,4 @@
-"""Tests for mattingkit.augment: the official per-sample and in-loop batch augmentations."""
+"""Tests for mattingkit.data.augment: the official per-sample and in-loop batch augmentations."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import augment
-from mattingkit.augment import augment_background, augment_batch, augment_foreground
-from mattingkit.io import resize_to_cover
+from mattingkit.core.matting import resize_to_cover
+from mattingkit.data import augment
+from mattingkit.data.augment import augment_background, augment_batch, augment_foreground
 
 torch.set_num_threads(1)
 
@@ -162,6 +162,6 @@ def test_augment_batch_plate_never_gets_the_shadow():
 
 
 def test_old_import_path_still_works():
-    from mattingkit import data
+    from mattingkit.data import datasets as data
 
     assert data.augment_batch is augment_batch and data.augment_foreground is augment_foreground

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mattingkit.inference import cpu_has_native_bf16
+from mattingkit.apps.inference import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,12 +1,12 @@
-"""mattingkit.cleanup on synthetic mattes with known holes, specks and soft edges."""
+"""mattingkit.apps.cleanup on synthetic mattes with known holes, specks and soft edges."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mattingkit.cleanup import SUPPORT, clean_matte, clean_result
-from mattingkit.inference import MatteResult
+from mattingkit.apps.cleanup import SUPPORT, clean_matte, clean_result
+from mattingkit.apps.inference import MatteResult
 
 H, W = 60, 80
 

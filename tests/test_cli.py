@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from mattingkit import cli, synthetic
+from mattingkit.apps import cli
+from mattingkit.apps.video import write_video
+from mattingkit.data import synthetic
 from mattingkit.io import write_image
-from mattingkit.pretrained import shipped_weights_path
-from mattingkit.video import write_video
+from mattingkit.weights.pretrained import shipped_weights_path
 
 SIZE = (144, 256)
 MODEL = ["--device", "cpu", "--preset", "hd"]
@@ -39,7 +40,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_console_script_is_the_cli():
     scripts = importlib.metadata.entry_points(group="console_scripts")
-    assert [e.value for e in scripts if e.name == "mattingkit"] == ["mattingkit.cli:main"]
+    assert [e.value for e in scripts if e.name == "mattingkit"] == ["mattingkit.apps.cli:main"]
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -166,7 +167,7 @@ def test_download_prints_the_path_or_fails_in_one_line(tmp_path, capsys, monkeyp
     def offline(source, dest, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr("mattingkit.download.default_downloader", offline)
+    monkeypatch.setattr("mattingkit.weights.download.default_downloader", offline)
     assert cli.main(["download", "resnet50", "--cache-dir", str(tmp_path)]) == 1
     printed = capsys.readouterr()
     assert printed.out == ""  # nothing claims to be downloading
@@ -192,7 +193,7 @@ def test_benchmark_prints_gmacs_beside_the_paper(capsys):
 # --------------------------------------------------------------------------------------
 _NO_TORCH = """
 import sys
-from mattingkit import cli
+from mattingkit.apps import cli
 try:
     status = cli.main(sys.argv[1:])
 finally:  # also after a usage error (SystemExit)
@@ -254,7 +255,7 @@ def _offline(source, dest, **kwargs):
 def test_named_weights_that_cannot_be_had_fail_unless_the_fallback_is_asked_for(
     media, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("mattingkit.download.default_downloader", _offline)
+    monkeypatch.setattr("mattingkit.weights.download.default_downloader", _offline)
     monkeypatch.setenv("MATTINGKIT_HOME", str(tmp_path / "cache"))
     _, plate, frame = media
     out = tmp_path / "cut.png"

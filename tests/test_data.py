@@ -1,4 +1,4 @@
-"""Tests for mattingkit.data: readers, foregrounds on backgrounds, downloads."""
+"""Tests for mattingkit.data.datasets: readers, foregrounds on backgrounds, downloads."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import data
-from mattingkit.data import (
+from mattingkit.data import datasets as data
+from mattingkit.data.datasets import (
     BackgroundDataset,
     CompositionDataset,
     PhotoMatteDataset,
@@ -21,8 +21,8 @@ from mattingkit.data import (
     download_photomatte85,
     download_videomatte240k_sd,
 )
-from mattingkit.download import UnsafeArchiveError
-from mattingkit.synthetic import SyntheticMattingDataset
+from mattingkit.data.synthetic import SyntheticMattingDataset
+from mattingkit.weights.download import UnsafeArchiveError
 
 torch.set_num_threads(1)
 
@@ -239,8 +239,9 @@ def test_videomatte_accepts_colour_jpeg_mattes(tmp_path):
 def test_an_hd_photo_as_background(tmp_path):
     """An HD JPEG background, made from the bundled sample's plate (textured with real
     photographs), so the test needs no data the project does not ship."""
-    from mattingkit.io import resize_to_cover, write_image
-    from mattingkit.synthetic import load_sample
+    from mattingkit.core.matting import resize_to_cover
+    from mattingkit.data.synthetic import load_sample
+    from mattingkit.io import write_image
 
     plate = resize_to_cover(load_sample("portrait").bgr, 1080, 1920).clamp(0, 1)
     write_image(tmp_path / "plate.jpg", plate)

@@ -1,4 +1,4 @@
-"""The README's first command ends in ``python -m mattingkit.demo``: it must work offline, and
+"""The README's first command ends in ``python -m mattingkit.apps.demo``: it must work offline, and
 a second time, without ever replacing a file the demo did not write."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
-from mattingkit import demo
+from mattingkit.apps import demo
+from mattingkit.data.synthetic import load_sample
 from mattingkit.io import read_alpha, read_image
-from mattingkit.synthetic import load_sample
 
 FAST = ["--weights", "mattingkit", "--device", "cpu"]  # the shipped model: no download attempts
 
@@ -18,7 +18,10 @@ def test_the_first_command_runs_twice_in_a_fresh_folder(tmp_path):
     """Exactly what a newcomer types, twice: both succeed and write to outputs/demo."""
     for run in (1, 2):
         result = subprocess.run(
-            [sys.executable, "-m", "mattingkit.demo"], capture_output=True, text=True, cwd=tmp_path
+            [sys.executable, "-m", "mattingkit.apps.demo"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, (run, result.stderr)
         assert "to outputs/demo/" in result.stdout, result.stdout
@@ -77,7 +80,7 @@ def test_the_default_folder_moves_on_when_it_holds_someone_elses_files(
 
 def test_demo_wants_frame_and_plate_together(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mattingkit.demo", "--src", "x.jpg", "--out", str(tmp_path)],
+        [sys.executable, "-m", "mattingkit.apps.demo", "--src", "x.jpg", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
@@ -89,7 +92,9 @@ def test_demo_names_a_missing_file_in_one_line(tmp_path, capsys):
     argv = ["--src", str(tmp_path / "missing.jpg"), "--bgr", str(tmp_path / "b.jpg")]
     assert demo.main([*argv, "--out", str(tmp_path / "o"), *FAST]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"python -m mattingkit.demo: error: image not found: {tmp_path / 'missing.jpg'}"]
+    assert err == [
+        f"python -m mattingkit.apps.demo: error: image not found: {tmp_path / 'missing.jpg'}"
+    ]
     assert not (tmp_path / "o").exists()
 
 
@@ -102,14 +107,14 @@ def test_weights_named_on_the_command_line_that_cannot_be_had_are_an_error(
 ):
     """The rule of the mattingkit command: no --weights, the fallback is fine; weights you
     named are an error offline unless --allow-fallback asks for the shipped model."""
-    monkeypatch.setattr("mattingkit.download.default_downloader", _offline)
+    monkeypatch.setattr("mattingkit.weights.download.default_downloader", _offline)
     monkeypatch.setenv("MATTINGKIT_HOME", str(tmp_path / "cache"))
     out = tmp_path / "o"
     assert demo.main(["--weights", "resnet50", "--out", str(out), "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(
-        "python -m mattingkit.demo: error: could not download pytorch_resnet50.pth (3 sources "
+        "python -m mattingkit.apps.demo: error: could not download pytorch_resnet50.pth (3 sources "
         "tried: no network: cannot resolve host drive.google.com; no network: cannot resolve "
         "host github.com)"
     )

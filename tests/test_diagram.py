@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from mattingkit import MattingBase, MattingRefine, diagram
+from mattingkit import MattingBase, MattingRefine
+from mattingkit.notebook import diagram
 
 
 def inputs(size: tuple[int, int] = (64, 96)) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Tests for mattingkit.download, all offline: fake downloaders and archives made here."""
+"""Tests for mattingkit.weights.download, all offline: fake downloaders and archives made here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mattingkit.download import (
+from mattingkit.weights.download import (
     DownloadError,
     UnsafeArchiveError,
     cache_dir,

@@ -1,11 +1,12 @@
-"""Tests for mattingkit.exercises: right answers pass, typical wrong ones fail with a reason."""
+"""Tests for mattingkit.notebook.exercises: right answers pass, typical wrong ones fail with a reason."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from mattingkit import exercises, losses, matting
+from mattingkit.core import losses, matting
+from mattingkit.notebook import exercises
 
 
 def test_unknowns(capsys):

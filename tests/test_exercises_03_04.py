@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mattingkit import exercises
+from mattingkit.notebook import exercises
 
 
 def ceil_halving(height, width):

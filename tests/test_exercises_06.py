@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mattingkit import exercises as ex
-from mattingkit.train import OFFICIAL_LEARNING_RATES, TrainConfig, refine_sample_pixels
+from mattingkit.notebook import exercises as ex
+from mattingkit.training.loop import OFFICIAL_LEARNING_RATES, TrainConfig, refine_sample_pixels
 
 
 def test_learning_rates_check(capsys):

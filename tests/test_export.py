@@ -1,4 +1,4 @@
-"""mattingkit.export: TorchScript and ONNX files that compute what PyTorch computes."""
+"""mattingkit.apps.export: TorchScript and ONNX files that compute what PyTorch computes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from mattingkit import Matter, MattingBase, load_pretrained
-from mattingkit.export import export_onnx, export_torchscript, random_pair, rebuild, validate_export
-from mattingkit.pretrained import detect_format
+from mattingkit.apps.export import (
+    export_onnx,
+    export_torchscript,
+    random_pair,
+    rebuild,
+    validate_export,
+)
+from mattingkit.weights.pretrained import detect_format
 
 SIZE = (128, 160)  # small: the whole file runs in well under a minute on 2 CPU cores
 PIXELS = 4_000  # refine_sample_pixels that fits SIZE (20,480 pixels)

@@ -21,7 +21,7 @@ import pytest
 import torch
 from test_notebooks import NOTEBOOKS, _load_script, executed, run_notebook
 
-from mattingkit import plotting
+from mattingkit.notebook import plotting
 
 figure_probe = _load_script("figure_probe")
 by_name = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -146,12 +146,12 @@ def test_every_panel_shows_something(path):
 def test_a_planted_uint8_bug_fails_a_real_notebook_run(tmp_path):
     """End to end: the kernel-side probe flags the chapter-08 bug, and only that panel.
 
-    A scratch notebook draws an 8-bit frame twice through ``mattingkit.plotting``: once as
+    A scratch notebook draws an 8-bit frame twice through ``mattingkit.notebook.plotting``: once as
     shipped, then with the bug planted in the kernel (uint8 cast to float without /255).
     """
     frame = (
         "import numpy as np\n"
-        "from mattingkit import plotting\n"
+        "from mattingkit.notebook import plotting\n"
         "y, x = np.mgrid[0:48, 0:64]\n"
         "frame = np.stack([x * 3, y * 4, (x + y) * 2], axis=-1).astype(np.uint8) + 20\n"
     )

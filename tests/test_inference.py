@@ -1,4 +1,4 @@
-"""mattingkit.inference: Matter, MatteResult, to_tensor, on the shipped model."""
+"""mattingkit.apps.inference: Matter, MatteResult, to_tensor, on the shipped model."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-import mattingkit.inference as inference
-from mattingkit import Matter, MattingBase, MattingRefine, load_pretrained, matting
-from mattingkit.inference import GREEN_SCREEN, MatteResult, cpu_has_native_bf16, to_tensor
+import mattingkit.apps.inference as inference
+from mattingkit import Matter, MattingBase, MattingRefine, load_pretrained
+from mattingkit.apps.inference import GREEN_SCREEN, MatteResult, cpu_has_native_bf16, to_tensor
+from mattingkit.core import matting
+from mattingkit.data.synthetic import load_sample
 from mattingkit.io import write_image
-from mattingkit.synthetic import load_sample
 
 
 @pytest.fixture(scope="module")

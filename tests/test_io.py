@@ -158,8 +158,8 @@ def test_a_camera_sized_jpeg_pair_reads_back_as_stored(tmp_path):
     """A 1080x1920 frame and plate saved as JPEGs, as a camera would: the pair comes back
     the same size, in [0, 1], RGB and unrotated (made from the bundled sample, so the test
     needs no data the project does not ship)."""
-    from mattingkit.io import resize_to_cover
-    from mattingkit.synthetic import load_sample
+    from mattingkit.core.matting import resize_to_cover
+    from mattingkit.data.synthetic import load_sample
 
     sample = load_sample("portrait")
     src, bgr = (resize_to_cover(x, 1080, 1920).clamp(0, 1) for x in (sample.src, sample.bgr))
@@ -171,7 +171,7 @@ def test_a_camera_sized_jpeg_pair_reads_back_as_stored(tmp_path):
 
 
 def test_resize_to_cover_keeps_aspect_and_centres_the_crop():
-    from mattingkit.io import resize_to_cover
+    from mattingkit.core.matting import resize_to_cover
 
     # A wide image onto a square: the height fits, the sides are cropped evenly.
     image = torch.zeros(3, 10, 30)

@@ -1,4 +1,4 @@
-"""Tests for mattingkit.losses: hand-computed values on tiny tensors."""
+"""Tests for mattingkit.core.losses: hand-computed values on tiny tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mattingkit import losses
+from mattingkit.core import losses
 
 
 class FakeBaseOutput(NamedTuple):
@@ -324,7 +324,7 @@ def test_losses_train_mattingkit_models_end_to_end():
     try:
         from mattingkit import MattingBase, MattingRefine
     except (ImportError, AttributeError):  # pragma: no cover - model not written yet
-        pytest.skip("mattingkit.model is not available")
+        pytest.skip("mattingkit.core.model is not available")
     torch.manual_seed(0)
     src, bgr = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     true_pha = (torch.rand(2, 1, 64, 64) > 0.5).float()

@@ -1,11 +1,11 @@
-"""Tests for mattingkit.matting on hand-computed pixels and exact synthetic cases."""
+"""Tests for mattingkit.core.matting on hand-computed pixels and exact synthetic cases."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mattingkit import matting
+from mattingkit.core import matting
 
 
 def pixel(*rgb: float) -> torch.Tensor:

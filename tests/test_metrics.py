@@ -1,4 +1,4 @@
-"""Tests for mattingkit.metrics: hand-computed cases with the benchmark's units."""
+"""Tests for mattingkit.training.metrics: hand-computed cases with the benchmark's units."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import metrics
+from mattingkit.training import metrics
 
 
 def disc(size: int = 101, radius: int = 30) -> np.ndarray:

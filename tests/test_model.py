@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import mattingkit
-from mattingkit.model import RefineOutput
+from mattingkit.core.model import RefineOutput
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import mattingkit
-from mattingkit.model import BaseOutput, RefineOutput
+from mattingkit.core.model import BaseOutput, RefineOutput
 
 official = pytest.importorskip("BackgroundMattingV2.model")
 

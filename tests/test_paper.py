@@ -1,7 +1,7 @@
 """One home for each fact: the paper's tables, the backbone list, the HD/4K settings.
 
-Every module that prints or uses a paper figure must read mattingkit.paper (or
-mattingkit.backbones for the backbone list), never a copy of its own.
+Every module that prints or uses a paper figure must read mattingkit.core.paper (or
+mattingkit.core.backbones for the backbone list), never a copy of its own.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 import pytest
 
 import mattingkit
-from mattingkit import backbones, paper, pretrained, profile, train
-from mattingkit.model import MattingRefine
+from mattingkit.core import backbones, paper
+from mattingkit.core.model import MattingRefine
+from mattingkit.speed import profile
+from mattingkit.training import loop as train
+from mattingkit.weights import pretrained
 
 
 def test_every_table_covers_exactly_the_backbones():

@@ -1,4 +1,4 @@
-"""Tests for mattingkit.plotting."""
+"""Tests for mattingkit.notebook.plotting."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import plotting
+from mattingkit.notebook import plotting
 
 
 def test_to_numpy_image_layouts():

@@ -1,4 +1,4 @@
-"""Tests for mattingkit.pretrained, offline, with weights files the tests make themselves."""
+"""Tests for mattingkit.weights.pretrained, offline, with weights files the tests make themselves."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mattingkit import MattingBase, MattingRefine
-from mattingkit.download import DownloadError, drive_file_url
-from mattingkit.pretrained import (
+from mattingkit.weights.download import DownloadError, drive_file_url
+from mattingkit.weights.pretrained import (
     RELEASE_URL,
     WeightsFormatError,
     detect_format,
@@ -86,7 +86,7 @@ def test_registry_entries_and_aliases():
 
 
 def test_the_names_the_command_checks_before_importing_torch_are_the_registry():
-    from mattingkit import _weights_names as names
+    from mattingkit.weights import names as names
 
     assert [Path(f).stem for f in names.FILENAMES] == list_pretrained()
     assert [get_weights(n).filename for n in list_pretrained()] == list(names.FILENAMES)

@@ -1,4 +1,4 @@
-"""mattingkit.profile: GMac counts reproduce the paper's Table 3; fps measures sanely."""
+"""mattingkit.speed.profile: GMac counts reproduce the paper's Table 3; fps measures sanely."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mattingkit import MattingBase, MattingRefine
-from mattingkit.profile import (
+from mattingkit.speed.profile import (
     PAPER_SETTINGS,
     PAPER_TABLE3,
     FpsResult,

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import _drawing, metrics
-from mattingkit.augment import _ground_shadow, augment_batch, camera_effects
-from mattingkit.model import MattingRefine
-from mattingkit.refiner import select_refinement_regions
-from mattingkit.synthetic import make_sample
-from mattingkit.train import TrainConfig, _make_batch, build_model
+from mattingkit.core.model import MattingRefine
+from mattingkit.core.refiner import select_refinement_regions
+from mattingkit.data import drawing as _drawing
+from mattingkit.data.augment import _ground_shadow, augment_batch, camera_effects
+from mattingkit.data.synthetic import make_sample
+from mattingkit.training.loop import TrainConfig, _make_batch, build_model
+from mattingkit.training import metrics
 
 # --- the refiner sees easy patches too ---------------------------------------------------------
 

@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from mattingkit.refiner import (
+from mattingkit.core.refiner import (
     CROP_METHODS,
     REPLACE_METHODS,
     Refiner,

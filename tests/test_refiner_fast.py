@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from test_refiner_speedpath import randomise, refiner_inputs, run
 
-from mattingkit.model import MattingRefine
-from mattingkit.refiner import (
+from mattingkit.core.model import MattingRefine
+from mattingkit.core.refiner import (
     Refiner,
     add_pixel_shuffled_,
     fold_batchnorm,

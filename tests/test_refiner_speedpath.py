@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mattingkit.refiner as refiner_module
-from mattingkit.model import MattingRefine
-from mattingkit.refiner import (
+import mattingkit.core.refiner as refiner_module
+from mattingkit.core.model import MattingRefine
+from mattingkit.core.refiner import (
     Refiner,
     coarse_window_size,
     exact_upsample_factor,

@@ -1,8 +1,8 @@
 """The chapter 07 studio: its logic as plain functions, and the widget view driven headless.
 
-The logic (:mod:`mattingkit.studio_logic`) is tested without a single widget: which fields
+The logic (:mod:`mattingkit.notebook.studio_logic`) is tested without a single widget: which fields
 each choice needs, media resolution, runs, composites, exports and their messages. The view
-(:class:`mattingkit.studio.Studio`) is then driven like a user: set widget values, click
+(:class:`mattingkit.notebook.studio.Studio`) is then driven like a user: set widget values, click
 buttons, check what each section's status line says. Real components throughout: the
 shipped model through ``Matter``, real image files, a real HTTP server on loopback for
 URLs, and ``matte_video`` on the sample clip. What the browser displays is checked by
@@ -25,10 +25,11 @@ import torch
 
 matplotlib.use("Agg")
 
-from mattingkit import download, studio_logic  # noqa: E402
-from mattingkit.inference import Matter  # noqa: E402
+from mattingkit.apps.inference import Matter  # noqa: E402
+from mattingkit.data.synthetic import load_sample  # noqa: E402
 from mattingkit.io import read_image, write_image  # noqa: E402
-from mattingkit.studio import (  # noqa: E402
+from mattingkit.notebook import studio_logic  # noqa: E402
+from mattingkit.notebook.studio import (  # noqa: E402
     PANELS,
     MediaError,
     Studio,
@@ -39,7 +40,7 @@ from mattingkit.studio import (  # noqa: E402
     resolve_media,
     save_upload,
 )
-from mattingkit.studio_logic import (  # noqa: E402
+from mattingkit.notebook.studio_logic import (  # noqa: E402
     FIELD_LABELS,
     ModelCache,
     StudioSettings,
@@ -50,7 +51,7 @@ from mattingkit.studio_logic import (  # noqa: E402
     stats_html,
     visible_fields,
 )
-from mattingkit.synthetic import load_sample  # noqa: E402
+from mattingkit.weights import download  # noqa: E402
 
 SMALL = 160  # working size: the portrait becomes 160×90
 
@@ -474,8 +475,8 @@ def test_frame_and_plate_of_different_sizes(studio, tmp_path, portrait):
 
 
 def test_export_video_with_audio(tmp_path):
-    from mattingkit.synthetic import load_clip
-    from mattingkit.video import read_video, write_video
+    from mattingkit.apps.video import read_video, write_video
+    from mattingkit.data.synthetic import load_clip
 
     clip = load_clip()
     frames = torch.nn.functional.interpolate(clip.src[:4], size=(96, 160), mode="area")
@@ -551,7 +552,11 @@ def test_show_in_fast_mode_runs_once_statically(monkeypatch, tmp_path, capsys):
 
 
 def test_chapter_07_exercise_checks_accept_right_and_explain_wrong(capsys):
-    from mattingkit.exercises import check_gmac_ratio, check_naive_composite, check_preset_patches
+    from mattingkit.notebook.exercises import (
+        check_gmac_ratio,
+        check_naive_composite,
+        check_preset_patches,
+    )
 
     def patches(preset, height, width):
         return min({"hd": 80_000, "4k": 320_000}[preset] // 16, (height // 4) * (width // 4))
@@ -630,12 +635,12 @@ def test_export_twice_reports_in_the_status_line_not_as_a_traceback(tmp_path, in
 
 
 def test_any_export_error_reaches_the_status_line(tmp_path, in_a_kernel, monkeypatch):
-    import mattingkit.video
+    import mattingkit.apps.video
 
     def broken(*args, **kwargs):
         raise RuntimeError("libx264 refused the frame size\n(long FFmpeg log follows)")
 
-    monkeypatch.setattr(mattingkit.video, "matte_video", broken)
+    monkeypatch.setattr(mattingkit.apps.video, "matte_video", broken)
     studio = _sample_clip_studio(tmp_path)
     studio.export_button.click()
     assert in_a_kernel.tracebacks == []

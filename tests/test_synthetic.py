@@ -1,4 +1,4 @@
-"""Tests for mattingkit.synthetic: exact, deterministic synthetic matting samples."""
+"""Tests for mattingkit.data.synthetic: exact, deterministic synthetic matting samples."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import _drawing, synthetic
-from mattingkit.io import read_image
-from mattingkit.synthetic import (
+from mattingkit.data import drawing as _drawing
+from mattingkit.data import synthetic
+from mattingkit.data.synthetic import (
     MattingSample,
     SyntheticMattingDataset,
     load_sample,
@@ -23,6 +23,7 @@ from mattingkit.synthetic import (
     make_foreground,
     make_sample,
 )
+from mattingkit.io import read_image
 
 SIZE = (96, 128)
 

@@ -1,4 +1,4 @@
-"""Tests of mattingkit.train: real model, real losses, tiny images (64x64), a few steps."""
+"""Tests of mattingkit.training.loop: real model, real losses, tiny images (64x64), a few steps."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mattingkit import checkpoint as C
-from mattingkit import train as T
-from mattingkit.model import MattingBase, MattingRefine
-from mattingkit.synthetic import SyntheticMattingDataset
+from mattingkit.core.model import MattingBase, MattingRefine
+from mattingkit.data.synthetic import SyntheticMattingDataset
+from mattingkit.training import checkpoint as C
+from mattingkit.training import loop as T
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def fixed_batch(size: int = 64, batch: int = 2):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mattingkit.train", *args]
+    return [sys.executable, "-m", "mattingkit.training.loop", *args]
 
 
 def _env() -> dict[str, str]:
@@ -176,7 +176,7 @@ def test_auto_device_follows_pick_device_and_mattingkit_device(monkeypatch):
 
 
 def test_live_loss_plot_records_and_draws():
-    plot = T.LiveLossPlot(title="base")  # re-exported from mattingkit.plotting
+    plot = T.LiveLossPlot(title="base")  # re-exported from mattingkit.notebook.plotting
     for step in (1, 2, 3):
         plot({"step": step, "loss": 1.0 / step, "val": None})
     plot({"step": 3, "loss": None, "val": {"sad": 2.5}})
@@ -241,7 +241,7 @@ def test_train_writes_checkpoints_weights_and_history(tmp_path):
 
 
 def test_trains_on_a_real_data_layout(tmp_path):
-    """PhotoMatte85-style RGBA PNGs + a backgrounds folder, through mattingkit.data."""
+    """PhotoMatte85-style RGBA PNGs + a backgrounds folder, through mattingkit.data.datasets."""
     import cv2
     import numpy as np
 
@@ -375,7 +375,7 @@ def test_ddp_two_processes_end_with_identical_parameters(tmp_path):
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "mattingkit.train", "--steps", "3", "--batch-size", "4", "--size", "64",
+        "-m", "mattingkit.training.loop", "--steps", "3", "--batch-size", "4", "--size", "64",
         "--val-samples", "1", "--no-progress", "--param-checksum", "--out", str(out),
         "--checkpoint-every", "2", "--val-every", "2",
     ]  # fmt: skip

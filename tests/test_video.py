@@ -1,4 +1,4 @@
-"""mattingkit.video: frames, timestamps, rotation and audio survive; outputs are atomic.
+"""mattingkit.apps.video: frames, timestamps, rotation and audio survive; outputs are atomic.
 
 Every clip is made here (``synthetic.make_clip`` frames, a sine tone as audio) and every
 output is read back with plain PyAV, independently of the code under test.
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mattingkit import synthetic
-from mattingkit.inference import GREEN_SCREEN, Matter
+from mattingkit.apps.inference import GREEN_SCREEN, Matter
+from mattingkit.apps.video import matte_video, output_paths, probe_video, read_video, write_video
+from mattingkit.data import synthetic
 from mattingkit.io import write_image
-from mattingkit.video import matte_video, output_paths, probe_video, read_video, write_video
 
 SIZE = (144, 256)  # the shipped model's alpha error is 0.053 here (0.17 at 96x128: too small)
 FRAMES = 24

@@ -15,10 +15,9 @@ import pytest
 import torch
 import traitlets
 
-from mattingkit import download
-from mattingkit.inference import Matter
-from mattingkit.synthetic import make_clip
-from mattingkit.webcam import (
+from mattingkit.apps.inference import Matter
+from mattingkit.data.synthetic import make_clip
+from mattingkit.notebook.webcam import (
     MATTING_MESSAGE,
     NO_PLATE_MESSAGE,
     PICTURE_HINT,
@@ -32,6 +31,7 @@ from mattingkit.webcam import (
     sample_picture,
     write_y4m,
 )
+from mattingkit.weights import download
 
 SIZE = (240, 320)  # the shipped model needs about this much to find a person
 #: A guard against a hung test, never a speed limit: a loaded machine may be very slow.
@@ -395,10 +395,10 @@ class SlowerThanTheCamera:
 
 
 def test_clip_camera_paces_like_a_camera_and_drops_what_the_model_misses(matter, clip, monkeypatch):
-    import mattingkit.webcam
+    import mattingkit.notebook.webcam
 
     clock = FakeClock()
-    monkeypatch.setattr(mattingkit.webcam, "time", clock)
+    monkeypatch.setattr(mattingkit.notebook.webcam, "time", clock)
     camera = ClipCamera(clip.src, fps=50)
     for _ in range(5):
         ok, bgr = camera.read()

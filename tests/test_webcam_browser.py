@@ -46,7 +46,7 @@ from browser_helpers import (
     wait_all_cells_ran,
 )
 
-from mattingkit.webcam import STAGES
+from mattingkit.notebook.webcam import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -541,7 +541,7 @@ def _alpha_report(path: Path, clip) -> dict:
     the same model gives offline for that clip frame (see the module docstring)."""
     import torch
 
-    from mattingkit.inference import Matter
+    from mattingkit.apps.inference import Matter
 
     recent = np.load(path)
     flat = clip.frames.reshape(len(clip.frames), -1).astype(np.float32)

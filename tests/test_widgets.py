@@ -1,4 +1,4 @@
-"""Tests for mattingkit.widgets: static fallback in fast mode, live sliders otherwise."""
+"""Tests for mattingkit.notebook.widgets: static fallback in fast mode, live sliders otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from mattingkit import widgets
+from mattingkit.notebook import widgets
 
 
 @pytest.fixture
