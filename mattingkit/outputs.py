@@ -8,8 +8,10 @@ library and the command say the same thing in the same words.
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Union
 
@@ -19,8 +21,10 @@ __all__ = [
     "OUTPUT_TYPES",
     "TIMESTAMPS_FILE",
     "VIDEO_FORMATS",
+    "NotWritableError",
     "check_output_types",
     "check_video_targets",
+    "check_writable",
     "command_line_message",
     "exists_message",
     "image_output_paths",
@@ -160,3 +164,60 @@ def check_video_targets(targets: dict[str, Path], source: PathLike, overwrite: b
                 )
         elif path.is_dir():
             raise ValueError(f"{path} is a folder; a video output must be a file")
+
+
+class NotWritableError(PermissionError):
+    """An output folder that cannot be written (read-only disk, no permission, a file in the
+    way), found before any work: ``str()`` names the folder, why, and what to do."""
+
+
+#: Why a folder cannot be written, in the user's words (by ``errno``).
+_WHY = {
+    errno.EROFS: "is on a read-only file system",
+    errno.EACCES: "is not writable for you (no permission)",
+    errno.EPERM: "is not writable for you (no permission)",
+    errno.ENOSPC: "is on a full disk",
+    getattr(errno, "EDQUOT", -1): "is over your disk quota",
+}
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why nothing can be written to ``folder`` (which may not exist yet), or None."""
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent  # the folder would be created there: it must be writable
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:  # a real file, not os.access: as root, access() says yes even on a read-only disk
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".mattingkit-write-check-")
+    except OSError as error:
+        why = _WHY.get(error.errno or 0, "cannot take new files")
+        detail = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+        if existing == folder:
+            return f"it {why} ({detail})"
+        return f"it would be created in {existing}, which {why} ({detail})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_writable(paths: Iterable[PathLike]) -> None:
+    """Refuse outputs whose folder cannot be written, before any work. Chapter 07.
+
+    Each path's folder must exist and take a new file, or be creatable: a small hidden
+    probe file is created and deleted there (as root, permissions say yes even on a
+    read-only disk). Raises :class:`NotWritableError` naming the folder, why, and what to do.
+    """
+    seen: set[Path] = set()
+    for path in paths:
+        folder = Path(path).parent
+        if folder in seen:
+            continue
+        seen.add(folder)
+        problem = _write_problem(folder)
+        if problem is not None:
+            shown = Path.cwd() if folder == Path(".") else folder
+            raise NotWritableError(
+                f"cannot write to {shown}: {problem}; choose another output folder, or make "
+                "this one writable"
+            )

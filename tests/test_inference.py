@@ -15,6 +15,7 @@ from mattingkit.apps.inference import GREEN_SCREEN, MatteResult, cpu_has_native_
 from mattingkit.core import matting
 from mattingkit.data.synthetic import load_sample
 from mattingkit.io import write_image
+from mattingkit.speed.windows import WindowRefiner
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,10 @@ def test_fp32_runs_a_folded_copy_equal_to_the_plain_model(portrait):
     again = Matter(exact.model, device="cpu", precision="fp32")  # nothing left to fold: no copy
     assert again.model is exact.model and again.folded_batchnorms == 0
     plain = Matter(eager, device="cpu", precision="fp32", fold_batchnorm=False)
-    assert plain.model is eager and plain.folded_batchnorms == 0
+    # The base network keeps its 60 BatchNorms; the refiner always runs folded, on a copy.
+    assert plain.weights_module is eager and plain.folded_batchnorms == 0
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.model.modules()) == 60
+    assert plain.model.refiner.folded and not isinstance(eager.refiner, WindowRefiner)
     torch.testing.assert_close(plain(portrait.src, portrait.bgr).pha, result.pha, atol=1e-4, rtol=0)
 
 

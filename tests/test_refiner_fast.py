@@ -1,6 +1,6 @@
 """The refiner's fast stages compute the same function as its modules, within float rounding.
 
-In eval mode the window path runs ``Refiner.stages_from_windows``: BatchNorm folded into the
+With its BatchNorms folded, in eval mode, the window path runs ``WindowRefiner.stages_from_windows``: BatchNorm folded into the
 convolutions and each upsampling composed with the convolution after it. These tests hold it
 to the teaching path (``stage1``/``stage2`` on the exact stage inputs) within 1e-5 across
 refine modes, crop/replace methods, border patches, batches and geometries; check the two
@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from test_refiner_speedpath import randomise, refiner_inputs, run
 
+from mattingkit.core.decoder import Decoder
 from mattingkit.core.model import MattingRefine
-from mattingkit.core.refiner import (
-    Refiner,
+from mattingkit.speed.folding import fold_batchnorms
+from mattingkit.speed.windows import (
+    WindowRefiner,
+    accelerate,
     add_pixel_shuffled_,
-    fold_batchnorm,
     resize_matrix,
     upsampled_conv_kernel,
 )
@@ -48,7 +50,7 @@ def max_difference(a: tuple, b: tuple) -> float:
 def test_fast_stages_equal_the_modules(geometry, mode, methods):
     height, width, coarse_h, coarse_w = geometry
     refiner = randomise(
-        Refiner(
+        WindowRefiner(
             mode,
             sample_pixels=16 * min(300, (height // 4) * (width // 4) // 2),  # not every patch
             threshold=0.4,  # all border patches and about a fifth of the others
@@ -58,7 +60,10 @@ def test_fast_stages_equal_the_modules(geometry, mode, methods):
         seed=7,
     )
     inputs = refiner_inputs(2, height, width, (coarse_h, coarse_w), seed=2)
-    assert refiner.use_fast_stages(inputs[5], (height // 2, width // 2))
+    folded = copy.deepcopy(refiner)
+    fold_batchnorms(folded)
+    assert folded.use_fast_stages(inputs[5], (height // 2, width // 2))
+    assert not refiner.use_fast_stages(inputs[5], (height // 2, width // 2)), "needs folding"
     fast = run(refiner, inputs, "auto", fast_stages=True)
     modules = run(refiner, inputs, "auto", fast_stages=False)
     ref = fast[2]
@@ -82,7 +87,9 @@ def test_fast_stages_on_a_real_model_and_when_scripted():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_var.uniform_(0.5, 1.5)
                 module.running_mean.normal_(0, 0.1)
-    model = model.to(memory_format=CL)
+    original = accelerate(copy.deepcopy(model), fold=False).to(memory_format=CL)
+    model = accelerate(model).to(memory_format=CL)
+    assert model.refiner.folded and not original.refiner.folded
     generator = torch.Generator().manual_seed(1)
     src, bgr = (
         torch.rand(2, 3, 128, 160, generator=generator).contiguous(memory_format=CL)
@@ -91,8 +98,10 @@ def test_fast_stages_on_a_real_model_and_when_scripted():
     with torch.inference_mode():
         fast = model(src, bgr)
         model.refiner.fast_stages = False
-        modules = model(src, bgr)
+        folded_modules = model(src, bgr)
         model.refiner.fast_stages = True
+        modules = original(src, bgr)
+    assert max_difference(folded_modules, modules) <= TOLERANCE
     assert 0 < fast.ref_sm.sum() < fast.ref_sm.numel()
     assert max_difference(fast, modules) <= TOLERANCE
     with pytest.warns(FutureWarning):  # "torch.jit.script is deprecated" (still works)
@@ -100,28 +109,31 @@ def test_fast_stages_on_a_real_model_and_when_scripted():
     with torch.inference_mode():
         assert max_difference(scripted(src, bgr), fast) == 0.0
         scripted.refiner.fast_stages = False  # settable on the scripted model too
-        assert max_difference(scripted(src, bgr), modules) == 0.0
+        assert max_difference(scripted(src, bgr), folded_modules) == 0.0
 
 
 def test_fast_path_is_taken_only_in_eval_mode_at_hd_geometry(monkeypatch):
     calls: list[str] = []
     for name in ("stages_from_windows", "stage1"):
-        original = getattr(Refiner, name)
+        original = getattr(WindowRefiner, name)
 
         def spy(self, *args, _name=name, _original=original):
             calls.append(_name)
             return _original(self, *args)
 
-        monkeypatch.setattr(Refiner, name, spy)
+        monkeypatch.setattr(WindowRefiner, name, spy)
     inputs = refiner_inputs(1, 96, 160, (24, 40))
-    refiner = randomise(Refiner("sampling", 16 * 100), seed=0)
+    unfolded = randomise(WindowRefiner("sampling", 16 * 100), seed=0)
+    refiner = copy.deepcopy(unfolded)
+    fold_batchnorms(refiner)
 
-    def taken(refiner: Refiner, inputs: tuple) -> list[str]:
+    def taken(refiner: WindowRefiner, inputs: tuple) -> list[str]:
         calls.clear()
         with torch.no_grad():
             refiner(*inputs)
         return list(calls)
 
+    assert taken(unfolded, inputs) == ["stage1"], "the fast stages need folded BatchNorms"
     assert taken(refiner, inputs) == ["stages_from_windows"]
     refiner.train()  # training: BatchNorm uses the batch's statistics, the modules run
     assert taken(refiner, inputs) == ["stage1"]
@@ -132,7 +144,8 @@ def test_fast_path_is_taken_only_in_eval_mode_at_hd_geometry(monkeypatch):
     assert taken(refiner, nchw) == ["stage1"]
     four_k = refiner_inputs(1, 128, 192, (16, 24))  # factor 4 (4K at 1/8)
     assert taken(refiner, four_k) == ["stage1"]
-    one = randomise(Refiner("sampling", 16 * 100, kernel_size=1), seed=0)
+    one = randomise(WindowRefiner("sampling", 16 * 100, kernel_size=1), seed=0)
+    fold_batchnorms(one)
     assert taken(one, inputs) == ["stage1"]
 
 
@@ -141,7 +154,7 @@ def test_training_gradients_are_the_modules_own():
     inputs = refiner_inputs(2, 96, 160, (24, 40))
     grads = []
     torch.manual_seed(0)
-    built = randomise(Refiner("sampling", 16 * 100), seed=1)
+    built = randomise(WindowRefiner("sampling", 16 * 100), seed=1)
     for fast in (True, False):
         refiner = copy.deepcopy(built).train()
         refiner.fast_stages = fast
@@ -154,7 +167,7 @@ def test_training_gradients_are_the_modules_own():
 
 def test_fast_stages_under_bfloat16():
     """A bfloat16 model (Matter on a CPU with native bfloat16) stays close to fp32."""
-    refiner = randomise(Refiner("sampling", 16 * 300), seed=4)
+    refiner = randomise(WindowRefiner("sampling", 16 * 300), seed=4)
     inputs = refiner_inputs(2, 96, 160, (24, 40))
     exact = run(refiner, inputs, "auto", fast_stages=False)
     low = refiner.to(torch.bfloat16)
@@ -189,23 +202,32 @@ def test_resize_matrix_is_the_upsampling():
         resize_matrix(7, 2, "bicubic", torch.float32, torch.device("cpu"))
 
 
-def test_fold_batchnorm_equals_conv_then_eval_batchnorm():
+def test_fold_batchnorms_keeps_the_function_of_every_pair():
+    """One folding rule for the base network's pairs (Sequential, convN/bnN) and the refiner."""
     generator = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv2d(4, 6, 3, bias=False)
-    bn = torch.nn.BatchNorm2d(6, eps=1e-3).eval()
-    with torch.no_grad():
-        bn.running_mean.normal_(0, 1, generator=generator)
-        bn.running_var.uniform_(0.1, 2, generator=generator)
-        bn.weight.uniform_(0.5, 2, generator=generator)
-        bn.bias.normal_(0, 1, generator=generator)
-    x = torch.randn(3, 4, 9, 9, generator=generator)
-    weight, bias = fold_batchnorm(
-        conv.weight, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
+    model = torch.nn.ModuleDict(
+        {
+            "sequential": torch.nn.Sequential(
+                torch.nn.Conv2d(4, 6, 3, bias=False), torch.nn.BatchNorm2d(6, eps=1e-3)
+            ),
+            "decoder": Decoder([8, 6, 5, 4, 3], [4, 4, 4, 3]),
+        }
     )
     with torch.no_grad():
-        torch.testing.assert_close(F.conv2d(x, weight, bias), bn(conv(x)), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="running statistics"):
-        fold_batchnorm(conv.weight, None, bn.running_var, bn.weight, bn.bias, bn.eps)
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 1, generator=generator)
+            bn.running_var.uniform_(0.1, 2, generator=generator)
+            bn.weight.uniform_(0.5, 2, generator=generator)
+            bn.bias.normal_(0, 1, generator=generator)
+    x = torch.randn(3, 4, 9, 9, generator=generator)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorms(model)
+    model.eval()
+    before = model["sequential"](x)
+    assert fold_batchnorms(model) == 1 + 3  # the Sequential's pair, the decoder's three
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(model["sequential"](x), before, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "nchw"])

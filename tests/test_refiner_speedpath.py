@@ -9,16 +9,19 @@ cannot be exact must fall back to the whole-frame path.
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import mattingkit.core.refiner as refiner_module
+import mattingkit.speed.windows as windows_module
 from mattingkit.core.model import MattingRefine
-from mattingkit.core.refiner import (
-    Refiner,
+from mattingkit.speed.folding import fold_batchnorms
+from mattingkit.speed.windows import (
+    WindowRefiner,
+    accelerate,
     coarse_window_size,
     exact_upsample_factor,
     gather_inner_windows,
@@ -28,7 +31,7 @@ from mattingkit.core.refiner import (
 CL = torch.channels_last
 
 
-def randomise(refiner: Refiner, seed: int) -> Refiner:
+def randomise(refiner: WindowRefiner, seed: int) -> WindowRefiner:
     """Non-trivial BatchNorm statistics, so every channel matters."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -63,10 +66,17 @@ def refiner_inputs(
 
 
 def run(
-    refiner: Refiner, inputs: tuple[torch.Tensor, ...], window_path: str, fast_stages: bool = False
+    refiner: WindowRefiner,
+    inputs: tuple[torch.Tensor, ...],
+    window_path: str,
+    fast_stages: bool = False,
 ):
     """Run on one path. The fast stages (tests/test_refiner_fast.py) rearrange float
-    arithmetic, so the bit-for-bit comparisons of the inputs run the modules' stages."""
+    arithmetic, so the bit-for-bit comparisons of the inputs run the modules' stages; the
+    fast stages run on a copy with the BatchNorms folded, as Matter runs them."""
+    if fast_stages and not refiner.folded:
+        refiner = copy.deepcopy(refiner).eval()
+        fold_batchnorms(refiner)
     refiner.window_path = window_path
     refiner.fast_stages = fast_stages
     with torch.inference_mode():
@@ -97,7 +107,7 @@ GEOMETRIES = [(96, 160, 24, 40), (128, 192, 16, 24), (64, 200, 16, 50)]
 def test_window_path_is_bit_identical_to_whole_frame_path(geometry, mode, kernel, methods):
     height, width, coarse_h, coarse_w = geometry
     refiner = randomise(
-        Refiner(
+        WindowRefiner(
             mode,
             sample_pixels=16 * 300,
             threshold=0.6,
@@ -120,7 +130,7 @@ def test_window_path_is_bit_identical_to_whole_frame_path(geometry, mode, kernel
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_maps_smaller_than_a_window_are_exact_too(kernel):
     """A 4x6 coarse map is smaller than the 5x5 window an 8x8 crop needs."""
-    refiner = randomise(Refiner("sampling", 16 * 10, kernel_size=kernel), seed=5)
+    refiner = randomise(WindowRefiner("sampling", 16 * 10, kernel_size=kernel), seed=5)
     inputs = refiner_inputs(2, 16, 24, (4, 6))
     windows, frames = run(refiner, inputs, "auto"), run(refiner, inputs, "never")
     assert 0 < windows[2].sum() < windows[2].numel()
@@ -129,7 +139,7 @@ def test_maps_smaller_than_a_window_are_exact_too(kernel):
 
 def test_half_precision_features_under_autocast():
     """As on a GPU with fp16 autocast: the base network hands over low-precision features."""
-    refiner = randomise(Refiner("sampling", 16 * 300), seed=6)
+    refiner = randomise(WindowRefiner("sampling", 16 * 300), seed=6)
     src, bgr, *coarse = refiner_inputs(2, 96, 160, (24, 40))
     inputs = (src, bgr, *(t.to(torch.bfloat16) for t in coarse))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -139,7 +149,7 @@ def test_half_precision_features_under_autocast():
 
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_nchw_inputs_forced_onto_the_window_path_agree_within_rounding(kernel):
-    refiner = randomise(Refiner("sampling", 16 * 300, kernel_size=kernel), seed=3)
+    refiner = randomise(WindowRefiner("sampling", 16 * 300, kernel_size=kernel), seed=3)
     inputs = tuple(t.contiguous() for t in refiner_inputs(2, 96, 160, (24, 40)))
     assert not refiner.use_windows(inputs[5], (48, 80)), "auto keeps NCHW on the exact path"
     difference = max_difference(run(refiner, inputs, "always"), run(refiner, inputs, "never"))
@@ -158,9 +168,9 @@ def test_window_path_is_taken_when_exact(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the whole-frame path ran although the window path is exact")
 
-    monkeypatch.setattr(refiner_module.F, "interpolate", spy)
-    monkeypatch.setattr(Refiner, "inputs_from_frames", forbidden)
-    refiner = randomise(Refiner("sampling", 16 * 300), seed=0)
+    monkeypatch.setattr(windows_module.F, "interpolate", spy)
+    monkeypatch.setattr(WindowRefiner, "inputs_from_frames", forbidden)
+    refiner = randomise(WindowRefiner("sampling", 16 * 300), seed=0)
     inputs = refiner_inputs(1, 96, 160, (24, 40))
     pha = run(refiner, inputs, "auto")[0]
     assert pha.shape == (1, 1, 96, 160)
@@ -179,8 +189,8 @@ def test_inexact_geometry_falls_back_to_whole_frames(monkeypatch, full, coarse):
     def forbidden(*args, **kwargs):
         raise AssertionError("the window path cannot be exact here")
 
-    monkeypatch.setattr(Refiner, "inputs_from_windows", forbidden)
-    refiner = randomise(Refiner("sampling", 16 * 100), seed=0)
+    monkeypatch.setattr(WindowRefiner, "inputs_from_windows", forbidden)
+    refiner = randomise(WindowRefiner("sampling", 16 * 100), seed=0)
     inputs = refiner_inputs(1, *full, coarse)
     assert run(refiner, inputs, "always")[0].shape == (1, 1, *full)
 
@@ -190,7 +200,7 @@ def test_whole_model_channels_last_and_torchscript_take_the_same_numbers():
     model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * 200).eval()
     with torch.no_grad():
         model.decoder.conv4.bias[4] = 0.3  # an error map that is not all zero
-    model = model.to(memory_format=CL)
+    model = accelerate(model, fold=False).to(memory_format=CL)
     model.refiner.fast_stages = False  # bit for bit: the modules' stages on both paths
     generator = torch.Generator().manual_seed(1)
     src, bgr = (
@@ -247,4 +257,4 @@ def test_window_geometry():
 
 def test_unknown_window_path_is_rejected():
     with pytest.raises(ValueError, match="window_path"):
-        Refiner(window_path="sometimes")
+        WindowRefiner(window_path="sometimes")

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mattingkit.core.model import MattingBase, MattingRefine
+from mattingkit.core.model import PER_CALL_SETTINGS, MattingBase, MattingRefine
 from mattingkit.io import atomic_write
-from mattingkit.weights.pretrained import SCRIPTED_SETTINGS, infer_backbone
+from mattingkit.weights.pretrained import infer_backbone
 
 __all__ = ["ExportCheck", "export_onnx", "export_torchscript", "random_pair", "validate_export"]
 
@@ -94,7 +94,7 @@ def rebuild(model: Any, **options: Any) -> nn.Module:
 
 def _settings_of(module: Any) -> dict[str, Any]:
     """The refine settings a (possibly scripted) model carries; empty for a MattingBase."""
-    return {name: getattr(module, name) for name in SCRIPTED_SETTINGS if hasattr(module, name)}
+    return {name: getattr(module, name) for name in PER_CALL_SETTINGS if hasattr(module, name)}
 
 
 def _write_bytes(data: bytes, path: PathLike, overwrite: bool) -> Path:
@@ -124,9 +124,9 @@ def export_torchscript(
     """
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
-    unknown = sorted(set(settings) - set(SCRIPTED_SETTINGS))
+    unknown = sorted(set(settings) - set(PER_CALL_SETTINGS))
     if unknown:
-        raise TypeError(f"unknown setting(s) {unknown}; settable: {sorted(SCRIPTED_SETTINGS)}")
+        raise TypeError(f"unknown setting(s) {unknown}; settable: {sorted(PER_CALL_SETTINGS)}")
     if not overwrite and Path(path).exists():
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     fresh = rebuild(model, **settings)
@@ -328,12 +328,12 @@ def validate_export(
             p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
         }
         settings = {
-            k: SCRIPTED_SETTINGS[k](
+            k: PER_CALL_SETTINGS[k](
                 meta[f"mattingkit.{k}"] == "True"
-                if SCRIPTED_SETTINGS[k] is bool
+                if PER_CALL_SETTINGS[k] is bool
                 else meta[f"mattingkit.{k}"]
             )
-            for k in SCRIPTED_SETTINGS
+            for k in PER_CALL_SETTINGS
             if f"mattingkit.{k}" in meta
         }
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -53,12 +53,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mattingkit.core import matting
+from mattingkit.core.model import BUILD_SETTINGS, PER_CALL_SETTINGS
 from mattingkit.core.paper import RESOLUTIONS, scaled_settings
-from mattingkit.weights.pretrained import (
-    SCRIPTED_SETTINGS,
-    infer_backbone,
-    load_pretrained,
-)
+from mattingkit.core.refiner import REFINE_MODES
+from mattingkit.speed.folding import fold_batchnorms, has_foldable_batchnorm
+from mattingkit.speed.windows import accelerate, is_accelerated
+from mattingkit.weights.pretrained import infer_backbone, load_pretrained
 
 __all__ = ["GREEN_SCREEN", "PRESETS", "MatteResult", "Matter", "to_tensor"]
 
@@ -71,11 +71,6 @@ GREEN_SCREEN = (120 / 255, 255 / 255, 155 / 255)
 #: whatever the frame size. "auto" scales them with the frame (:func:`mattingkit.core.paper.scaled_settings`).
 PRESETS: dict[str, dict[str, float]] = {name: r.settings() for name, r in RESOLUTIONS.items()}
 
-# Options that can change between calls (attributes of the model, also when scripted) ...
-PER_CALL_OPTIONS = tuple(SCRIPTED_SETTINGS)
-# ... and options that shape the network, fixed when it is built.
-BUILD_OPTIONS = ("refine_kernel_size", "refine_patch_crop_method", "refine_patch_replace_method")
-_REFINE_MODES = ("full", "sampling", "thresholding")
 # A float input may overshoot [0, 1] by this much (rounding); it is clamped, not refused.
 _RANGE_SLACK = 1e-4
 
@@ -399,13 +394,13 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _check_options(options: dict[str, Any]) -> None:
-    known = PER_CALL_OPTIONS + BUILD_OPTIONS
+    known = tuple(PER_CALL_SETTINGS) + BUILD_SETTINGS
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown}; Matter accepts {sorted(known)}")
-    if "refine_mode" in options and options["refine_mode"] not in _REFINE_MODES:
+    if "refine_mode" in options and options["refine_mode"] not in REFINE_MODES:
         raise ValueError(
-            f"refine_mode must be one of {_REFINE_MODES}, got {options['refine_mode']!r}"
+            f"refine_mode must be one of {REFINE_MODES}, got {options['refine_mode']!r}"
         )
     scale = options.get("backbone_scale")
     if scale is not None and not 0 < float(scale) <= 0.5:
@@ -413,74 +408,6 @@ def _check_options(options: dict[str, Any]) -> None:
     pixels = options.get("refine_sample_pixels")
     if pixels is not None and int(pixels) < 16:
         raise ValueError(f"refine_sample_pixels must be at least 16 (one patch), got {pixels}")
-
-
-# --------------------------------------------------------------------------------------
-# BatchNorm folding
-# --------------------------------------------------------------------------------------
-# Modules whose forward applies ``bnN`` directly to the output of ``convN`` (N = 1, 2, 3).
-def _conv_bn_attribute_owners() -> tuple[type, ...]:
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    from mattingkit.core.decoder import Decoder
-
-    return (BasicBlock, Bottleneck, ResNet, Decoder)
-
-
-def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
-    """(parent, conv name, BatchNorm name) for every BatchNorm applied right after a
-    convolution, outside the refiner (which folds its own)."""
-    from mattingkit.core.refiner import Refiner
-
-    owners = _conv_bn_attribute_owners()
-    pairs: list[tuple[nn.Module, str, str]] = []
-
-    def visit(module: nn.Module) -> None:
-        if isinstance(module, Refiner):
-            return
-        if isinstance(module, nn.Sequential):
-            names = list(module._modules)
-            for first, second in zip(names, names[1:]):
-                conv, bn = module._modules[first], module._modules[second]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    pairs.append((module, first, second))
-        elif isinstance(module, owners):
-            for n in range(1, 4):
-                conv, bn = getattr(module, f"conv{n}", None), getattr(module, f"bn{n}", None)
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    pairs.append((module, f"conv{n}", f"bn{n}"))
-        for child in module.children():
-            visit(child)
-
-    visit(model)
-    return pairs
-
-
-def has_foldable_batchnorm(model: nn.Module) -> bool:
-    """True when :func:`fold_batchnorms` would fold something (False for TorchScript)."""
-    return not isinstance(model, torch.jit.ScriptModule) and bool(_conv_bn_pairs(model))
-
-
-def fold_batchnorms(model: nn.Module) -> int:
-    """Fold every eval-mode BatchNorm of the base network into the convolution before it.
-
-    Chapter 04. In eval mode BatchNorm is a fixed affine map per channel, so
-    ``bn(conv(x))`` is one convolution with scaled weights and a bias
-    (``torch.nn.utils.fusion.fuse_conv_bn_eval``); the BatchNorm becomes ``nn.Identity``.
-    The same function, equal within float rounding, one pass over the activations fewer per
-    layer. In place, for inference only (the BatchNorm parameters are gone: train and export
-    the original). Returns how many were folded.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    if model.training:
-        raise ValueError("fold_batchnorms needs a model in eval mode (BatchNorm's running stats)")
-    pairs = _conv_bn_pairs(model)
-    for parent, conv_name, bn_name in pairs:
-        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
-        setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
-        setattr(parent, bn_name, nn.Identity())
-    return len(pairs)
 
 
 class Matter:
@@ -510,9 +437,10 @@ class Matter:
         allow_fallback: offline, use the shipped model instead of named official weights
             (with a warning); False raises :class:`mattingkit.weights.download.DownloadError`.
         fold_batchnorm: on a CPU, run a copy of the model with every BatchNorm of the base
-            network folded into the convolution before it (:func:`fold_batchnorms`): the same
-            function, equal within float rounding, about 8% faster. The refiner folds its own
-            in eval mode (:meth:`mattingkit.core.refiner.Refiner.stages_from_windows`).
+            network folded into the convolution before it
+            (:func:`mattingkit.speed.folding.fold_batchnorms`): the same function, equal within
+            float rounding. The refiner always runs with its window path and its BatchNorms
+            folded (:func:`mattingkit.speed.windows.accelerate`).
         **model_options: any ``MattingRefine`` option. ``backbone_scale``, ``refine_mode``,
             ``refine_sample_pixels``, ``refine_threshold`` and ``refine_prevent_oversampling``
             override the preset; ``refine_kernel_size`` and the crop/replace methods are
@@ -539,8 +467,8 @@ class Matter:
         self.preset = preset
         self.align = bool(align)
         self.device = _resolve_device(device)
-        self.options = {k: v for k, v in model_options.items() if k in PER_CALL_OPTIONS}
-        build_options = {k: v for k, v in model_options.items() if k in BUILD_OPTIONS}
+        self.options = {k: v for k, v in model_options.items() if k in PER_CALL_SETTINGS}
+        build_options = {k: v for k, v in model_options.items() if k in BUILD_SETTINGS}
         self.used_fallback = False
         self.model = self._load(weights, backbone, build_options, allow_fallback)
         self.scripted = isinstance(self.model, torch.jit.ScriptModule)
@@ -553,7 +481,7 @@ class Matter:
         # The model's own settings are the starting point (a module may come configured);
         # reading them once keeps two Matters that share a module from leaking into each other.
         self._base_settings = {
-            name: getattr(self.model, name) for name in PER_CALL_OPTIONS if self.has_refiner
+            name: getattr(self.model, name) for name in PER_CALL_SETTINGS if self.has_refiner
         }
         self._half_weights = any(p.dtype == torch.float16 for p in self.model.parameters())
         if self._half_weights and self.device.type != "cuda":
@@ -571,15 +499,21 @@ class Matter:
         self.weights_module = self.model
         #: How many BatchNorm layers of the base network were folded into convolutions.
         self.folded_batchnorms = 0
+        if not self.scripted and self.has_refiner and not is_accelerated(self.model):
+            # The refiner's window path (mattingkit.speed.windows), on a copy to run.
+            if self.model is self.weights_module:
+                self.model = copy.deepcopy(self.model).eval()
+            accelerate(self.model)
         if (
             fold_batchnorm
             and self.device.type == "cpu"
             and not self.scripted
             and has_foldable_batchnorm(self.model)
         ):
-            # A copy to run with BatchNorm folded into the convolutions (one pass over the
-            # activations fewer per layer); the weights as loaded (or the caller's module) stay.
-            self.model = copy.deepcopy(self.model).eval()
+            # BatchNorm folded into the convolutions (one pass over the activations fewer per
+            # layer), on a copy: the weights as loaded (or the caller's module) stay.
+            if self.model is self.weights_module:
+                self.model = copy.deepcopy(self.model).eval()
             self.folded_batchnorms = fold_batchnorms(self.model)
         if self.precision == "bf16" and self.device.type == "cpu" and not bf16_weights:
             # A bfloat16 copy to run; the float32 weights (or the caller's module) stay.
@@ -678,7 +612,7 @@ class Matter:
 
     def _apply(self, settings: dict[str, Any]) -> None:
         for name, value in settings.items():
-            setattr(self.model, name, SCRIPTED_SETTINGS[name](value))
+            setattr(self.model, name, PER_CALL_SETTINGS[name](value))
 
     # --- running ---------------------------------------------------------------------
     def __call__(self, src: ImageLike, bgr: ImageLike) -> MatteResult:

@@ -146,6 +146,20 @@ class MattingBase(Base):
         return self.predict(src, bgr)
 
 
+#: The refine settings that may change between calls, with their types: plain attributes of
+#: :class:`MattingRefine`, settable on a ``torch.jit.script``-ed model too (the official
+#: TorchScript files expose the same five, ``model.setattr`` in C++).
+PER_CALL_SETTINGS = {
+    "backbone_scale": float,
+    "refine_mode": str,
+    "refine_sample_pixels": int,
+    "refine_threshold": float,
+    "refine_prevent_oversampling": bool,
+}
+#: The settings that shape the refiner, fixed when the model is built.
+BUILD_SETTINGS = ("refine_kernel_size", "refine_patch_crop_method", "refine_patch_replace_method")
+
+
 class MattingRefine(MattingBase):
     """Chapter 04. The full model: base network at low resolution + patch refiner at full resolution.
 

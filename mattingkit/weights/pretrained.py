@@ -506,34 +506,28 @@ def _model_from_state_dict(
 # --------------------------------------------------------------------------------------
 # TorchScript
 # --------------------------------------------------------------------------------------
-#: Attributes the official TorchScript export exposes (``model.setattr`` in C++).
-SCRIPTED_SETTINGS = {
-    "backbone_scale": float,
-    "refine_mode": str,
-    "refine_sample_pixels": int,
-    "refine_threshold": float,
-    "refine_prevent_oversampling": bool,
-}
 
 
 def load_torchscript(path: PathLike, *, device: str | torch.device = "cpu", **settings: Any) -> Any:
     """Load a TorchScript model and set its refine settings. Chapter 03.
 
-    ``settings`` may contain the attributes of :data:`SCRIPTED_SETTINGS`; the rest of the
+    ``settings`` may contain the attributes of :data:`mattingkit.core.model.PER_CALL_SETTINGS`; the rest of the
     architecture (kernel size, crop method) was fixed when the file was exported. fp16 files
     keep their precision: run them on a GPU with ``.half()`` inputs.
     """
+    from mattingkit.core.model import PER_CALL_SETTINGS
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     fmt = detect_format(path)
     if fmt != "torchscript":
         raise WeightsFormatError(_format_problem(path, fmt, "torchscript"))
-    fixed = sorted(set(settings) - set(SCRIPTED_SETTINGS))
+    fixed = sorted(set(settings) - set(PER_CALL_SETTINGS))
     if fixed:
         raise TypeError(
             f"{fixed} cannot be changed on a TorchScript model (fixed at export); settable: "
-            f"{sorted(SCRIPTED_SETTINGS)}"
+            f"{sorted(PER_CALL_SETTINGS)}"
         )
     with warnings.catch_warnings():  # torch.jit is deprecated in new torch; still works
         warnings.simplefilter("ignore", FutureWarning)
@@ -547,7 +541,7 @@ def load_torchscript(path: PathLike, *, device: str | torch.device = "cpu", **se
     for name, value in settings.items():
         if not hasattr(model, name):
             raise TypeError(f"the TorchScript model in {path} has no setting {name!r}")
-        setattr(model, name, SCRIPTED_SETTINGS[name](value))
+        setattr(model, name, PER_CALL_SETTINGS[name](value))
     return model.eval()
 
 
@@ -654,7 +648,7 @@ def load_pretrained(
         downloader, cache_dir, progress: passed to :func:`mattingkit.weights.download.fetch`.
         **model_kwargs: ``MattingRefine`` settings, e.g. ``backbone_scale=0.125,
             refine_sample_pixels=320_000`` for 4K (see :func:`recommended_settings`). For a
-            TorchScript file only the :data:`SCRIPTED_SETTINGS` can be set.
+            TorchScript file only the :data:`mattingkit.core.model.PER_CALL_SETTINGS` can be set.
 
     Returns:
         ``MattingRefine`` (``MattingBase`` for a checkpoint without refiner) with float32
