@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from mattingkit.core.matting import difference_key  # noqa: E402
 from mattingkit.core.model import MattingRefine  # noqa: E402
+from mattingkit.core.paper import REFINE_SHARE, refine_pixels_for  # noqa: E402
 from mattingkit.training.loop import (  # noqa: E402
-    HD_REFINE_FRACTION,
     TrainConfig,
     calibration_batches,
     evaluate,
@@ -69,14 +69,14 @@ FULL = {
     "base": dict(size=128, batch_size=8, steps=4000, lr_scale=3.0, warmup_steps=100, **COMMON),
     "refine": dict(
         size=512, batch_size=4, steps=2500, lr_scale=2.0, warmup_steps=50,
-        refine_sample_fraction=2 * HD_REFINE_FRACTION, refine_random_share=0.5, **COMMON,
+        refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
     ),
 }  # fmt: skip
 QUICK = {
     "base": dict(size=128, batch_size=8, steps=140, lr_scale=3.0, warmup_steps=20, **COMMON),
     "refine": dict(
         size=256, batch_size=4, steps=20, lr_scale=2.0, warmup_steps=5,
-        refine_sample_fraction=2 * HD_REFINE_FRACTION, refine_random_share=0.5, **COMMON,
+        refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
     ),
 }  # fmt: skip
 #: How the held-out set is scored: no refinement, then each refine mode of the official code.
@@ -134,7 +134,7 @@ def refine_setting(model: torch.nn.Module, mode: str, size: int) -> None:
 
 def _hd_share_pixels(size: int) -> int:
     """Pixels refined in sampling mode at ``size`` x ``size``: the HD share, in whole patches."""
-    return round(HD_REFINE_FRACTION * size * size / 16) * 16
+    return refine_pixels_for(size, size, minimum=16)
 
 
 def score(model: torch.nn.Module, size: int, count: int) -> dict[str, dict[str, float]]:
@@ -282,7 +282,7 @@ def write_card(path: Path, info: dict) -> None:
         "paper's trimap (`metrics.trimap_from_alpha`), benchmark units (SAD / 1000, raw MSE, Grad and",
         "Conn as `eval/benchmark.m`), mean per image; *holes*: share of the truly opaque subject",
         "predicted below 0.5 (`metrics.holes`); *whole*: over the whole image. Sampling refines the",
-        f"HD share ({HD_REFINE_FRACTION:.1%}) of the pixels, thresholding every patch with error > 0.1.",
+        f"HD share ({REFINE_SHARE:.1%}) of the pixels, thresholding every patch with error > 0.1.",
         "*clean*: the exact plate; *perturbed*: frame and plate through the training augmentations",
         "and camera effects, as with a real camera.",
         "",

@@ -57,8 +57,8 @@ def test_hd_and_4k_settings_and_the_size_rule():
         "hd",
         "4k",
     ]
-    assert pretrained.recommended_settings(2049, 100) == paper.RESOLUTIONS["4k"].settings()
-    assert train.HD_REFINE_FRACTION == 80_000 / (1920 * 1080)
+    assert paper.official_settings(2049, 100) == paper.RESOLUTIONS["4k"].settings()
+    assert paper.REFINE_SHARE == 80_000 / (1920 * 1080)
 
 
 def test_tab_completion_lists_the_lazy_exports():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mattingkit import MattingBase, MattingRefine
+from mattingkit.core.paper import official_settings
 from mattingkit.weights.download import DownloadError, drive_file_url
 from mattingkit.weights.pretrained import (
     RELEASE_URL,
@@ -22,7 +23,6 @@ from mattingkit.weights.pretrained import (
     load_pretrained,
     load_torchscript,
     read_state_dict,
-    recommended_settings,
 )
 
 official = pytest.importorskip("BackgroundMattingV2.model")
@@ -109,12 +109,12 @@ def test_num_params_match_the_model(backbone):
     assert sum(p.numel() for p in model.parameters()) == get_weights(backbone).num_params
 
 
-def test_recommended_settings():
-    assert recommended_settings(1080, 1920) == {
+def test_official_settings():
+    assert official_settings(1080, 1920) == {
         "backbone_scale": 0.25,
         "refine_sample_pixels": 80_000,
     }
-    assert recommended_settings(2160, 3840)["backbone_scale"] == 0.125
+    assert official_settings(2160, 3840)["backbone_scale"] == 0.125
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mattingkit.core.model import MattingBase, MattingRefine
+from mattingkit.core.paper import REFINE_SHARE
 from mattingkit.data.synthetic import SyntheticMattingDataset
 from mattingkit.training import checkpoint as C
 from mattingkit.training import loop as T
@@ -131,7 +132,7 @@ def test_refine_sample_pixels_follow_the_crop():
     config = T.TrainConfig(stage="refine", size=512)
     pixels = T.refine_sample_pixels(config)
     assert pixels % 16 == 0
-    assert abs(pixels / 512**2 - T.HD_REFINE_FRACTION) < 0.001
+    assert abs(pixels / 512**2 - REFINE_SHARE) < 0.001
     assert T.refine_sample_pixels(T.TrainConfig(stage="refine", size=64)) == 16 * 16
 
 

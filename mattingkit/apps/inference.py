@@ -58,7 +58,7 @@ from mattingkit.core.paper import RESOLUTIONS, scaled_settings
 from mattingkit.core.refiner import REFINE_MODES
 from mattingkit.speed.folding import fold_batchnorms, has_foldable_batchnorm
 from mattingkit.speed.windows import accelerate, is_accelerated
-from mattingkit.weights.pretrained import infer_backbone, load_pretrained
+from mattingkit.weights.pretrained import OfflineFallbackWarning, infer_backbone, load_pretrained
 
 __all__ = ["GREEN_SCREEN", "PRESETS", "MatteResult", "Matter", "to_tensor"]
 
@@ -563,7 +563,7 @@ class Matter:
                 **build_options,
             )
         for warning in caught:  # pass them on to the caller, and note a fallback
-            if "Using mattingkit's own" in str(warning.message):
+            if issubclass(warning.category, OfflineFallbackWarning):
                 self.used_fallback = True
             warnings.warn(warning.message, warning.category, stacklevel=3)
         name = str(weights)

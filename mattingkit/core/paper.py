@@ -36,6 +36,7 @@ __all__ = [
     "REFINE_SHARE",
     "MIN_REFINE_PIXELS",
     "refine_pixels_for",
+    "official_settings",
     "scaled_settings",
 ]
 
@@ -82,19 +83,29 @@ REFINE_SHARE = RESOLUTIONS["hd"].refine_sample_pixels / (
 MIN_REFINE_PIXELS = 4_096
 
 
-def refine_pixels_for(height: int, width: int) -> int:
-    """Pixels to refine in a ``height x width`` frame: the paper's share of its area.
+def refine_pixels_for(
+    height: int, width: int, *, share: float = REFINE_SHARE, minimum: int = MIN_REFINE_PIXELS
+) -> int:
+    """Pixels to refine in a ``height x width`` frame: a share of its area (the one rule for
+    inference presets and training crops).
 
-    Chapter 04. :data:`REFINE_SHARE` (3.86 %) of the frame, in whole 4 x 4 patches, at least
-    :data:`MIN_REFINE_PIXELS`. Exactly the paper's 80,000 at 1920 x 1080 and 320,000 at
+    Chapter 04. ``share`` (the paper's :data:`REFINE_SHARE`, 3.86 %) of the frame, in whole
+    4 x 4 patches, at least ``minimum`` (:data:`MIN_REFINE_PIXELS`; training crops use 16
+    patches). Exactly the paper's 80,000 at 1920 x 1080 and 320,000 at
     3840 x 2160; 11,856 at 640 x 480 instead of the HD preset's 80,000 (which is 26 % of
     that frame, and all of a 320 x 240 one: the refiner then costs more than the base
     network).
     """
     if int(height) != height or int(width) != width or height <= 0 or width <= 0:
         raise ValueError(f"height and width must be positive integers, got {height} x {width}")
-    patches = round(int(height) * int(width) * REFINE_SHARE / 16)
-    return max(16 * patches, MIN_REFINE_PIXELS)
+    patches = round(int(height) * int(width) * share / 16)
+    return max(16 * patches, minimum)
+
+
+def official_settings(height: int, width: int) -> dict[str, float]:
+    """The paper's fixed HD or 4K settings, picked by frame size as the official Colab does
+    (:func:`resolution_for`): ``Matter(preset="hd"/"4k")`` and the demo."""
+    return RESOLUTIONS[resolution_for(height, width)].settings()
 
 
 def scaled_settings(height: int, width: int) -> dict[str, float]:

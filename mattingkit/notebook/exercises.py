@@ -520,13 +520,14 @@ def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> CheckResult:
     ``fraction`` of the crop's pixels, rounded to whole 4×4 patches (a multiple of 16) and at
     least 16 patches, as :func:`mattingkit.training.loop.refine_sample_pixels` does.
     """
-    from mattingkit.training.loop import HD_REFINE_FRACTION, TrainConfig, refine_sample_pixels
+    from mattingkit.core.paper import REFINE_SHARE
+    from mattingkit.training.loop import TrainConfig, refine_sample_pixels
 
     cases = [
-        (512, HD_REFINE_FRACTION),
-        (1024, HD_REFINE_FRACTION),
+        (512, REFINE_SHARE),
+        (1024, REFINE_SHARE),
         (256, 0.1),
-        (64, HD_REFINE_FRACTION),
+        (64, REFINE_SHARE),
     ]
     for size, fraction in cases:
         got, error = call_student(fn, size, fraction)

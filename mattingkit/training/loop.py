@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from mattingkit.core.backbones import BACKBONES
 from mattingkit.core.losses import base_loss_from_output, refine_loss
 from mattingkit.core.model import MattingBase, MattingRefine
-from mattingkit.core.paper import RESOLUTIONS
+from mattingkit.core.paper import REFINE_SHARE, refine_pixels_for
 from mattingkit.data import datasets as data
 from mattingkit.data.augment import augment_batch, camera_effects
 from mattingkit.data.synthetic import SyntheticMattingDataset, make_sample
@@ -81,7 +81,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OFFICIAL_LEARNING_RATES",
-    "HD_REFINE_FRACTION",
     "TrainConfig",
     "TrainResult",
     "LiveLossPlot",
@@ -120,8 +119,6 @@ OFFICIAL_LEARNING_RATES: dict[str, dict[str, float]] = {
     "refine": {"backbone": 5e-5, "aspp": 5e-5, "decoder": 1e-4, "refiner": 3e-4},
 }
 
-#: Share of the pixels that HD inference refines: 80,000 of 1920x1080, about 3.9 %.
-HD_REFINE_FRACTION = RESOLUTIONS["hd"].refine_sample_pixels / math.prod(RESOLUTIONS["hd"].size)
 
 #: Held-out validation samples use seeds far from any training seed.
 VALIDATION_SEED = 900_000_000
@@ -226,7 +223,7 @@ class TrainConfig:
     )
     backbone_scale: float = field(default=0.25, metadata=_help("refine stage: base network scale"))
     refine_sample_fraction: float = field(
-        default=HD_REFINE_FRACTION,
+        default=REFINE_SHARE,
         metadata=_help("refine stage: share of crop pixels refined (default: the HD share, 3.9%%)"),
     )
     refine_random_share: float = field(
@@ -459,8 +456,8 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 def refine_sample_pixels(config: TrainConfig) -> int:
     """Pixels the refiner re-predicts per training crop (a multiple of 16, at least 16 patches)."""
-    patches = max(16, round(config.refine_sample_fraction * config.size * config.size / 16))
-    return patches * 16
+    share = config.refine_sample_fraction
+    return refine_pixels_for(config.size, config.size, share=share, minimum=16 * 16)
 
 
 def _parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from mattingkit.core.backbones import BACKBONES
-from mattingkit.core.paper import RESOLUTIONS, TABLE3, TABLE4, TABLE6, resolution_for
+from mattingkit.core.paper import RESOLUTIONS, TABLE3, TABLE4, TABLE6
 from mattingkit.runtime import asset_path
 from mattingkit.weights.download import DownloadError, fetch
 from mattingkit.weights.names import (
@@ -55,6 +55,7 @@ __all__ = [
     "BACKBONES",
     "RELEASE_URL",
     "Weights",
+    "OfflineFallbackWarning",
     "WeightsFormatError",
     "detect_format",
     "get_weights",
@@ -63,7 +64,6 @@ __all__ = [
     "load_pretrained",
     "load_torchscript",
     "read_state_dict",
-    "recommended_settings",
     "shipped_weights_path",
 ]
 
@@ -73,6 +73,14 @@ PathLike = Union[str, os.PathLike]
 _HD = MappingProxyType(RESOLUTIONS["hd"].settings())
 _4K = MappingProxyType(RESOLUTIONS["4k"].settings())
 _SETTINGS = MappingProxyType({"hd": _HD, "4k": _4K})
+
+
+class OfflineFallbackWarning(UserWarning):
+    """Official weights could not be fetched, so mattingkit's own shipped model is used.
+
+    Its own class, so a caller can tell this notice from any other warning by type
+    (``Matter.used_fallback``, the studio, the demo) instead of by its wording.
+    """
 
 
 class WeightsFormatError(ValueError):
@@ -264,15 +272,6 @@ def get_weights(name: str) -> Weights:
     if key is not None:
         return _REGISTRY[key]
     raise KeyError(unknown_name_message(name))
-
-
-def recommended_settings(height: int, width: int) -> dict[str, float]:
-    """``backbone_scale`` and ``refine_sample_pixels`` for an image size. Chapter 04.
-
-    As the official Colab does: HD settings up to 2048 x 2048, 4K settings above
-    (:func:`mattingkit.core.paper.resolution_for`).
-    """
-    return RESOLUTIONS[resolution_for(height, width)].settings()
 
 
 # --------------------------------------------------------------------------------------
@@ -647,7 +646,7 @@ def load_pretrained(
             off when you name weights, because a quiet swap would spoil real footage.
         downloader, cache_dir, progress: passed to :func:`mattingkit.weights.download.fetch`.
         **model_kwargs: ``MattingRefine`` settings, e.g. ``backbone_scale=0.125,
-            refine_sample_pixels=320_000`` for 4K (see :func:`recommended_settings`). For a
+            refine_sample_pixels=320_000`` for 4K (see :func:`mattingkit.core.paper.official_settings`). For a
             TorchScript file only the :data:`mattingkit.core.model.PER_CALL_SETTINGS` can be set.
 
     Returns:
@@ -692,6 +691,6 @@ def load_pretrained(
         )
         # One notice: a warning (shown once in a notebook or a script, and catchable, e.g. by
         # mattingkit.apps.inference.Matter to report ``used_fallback``), never a second copy on stdout.
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, OfflineFallbackWarning, stacklevel=2)
         return _load_file(shipped, "state_dict", None, device, model_kwargs)
     return _load_file(path, weights.kind, backbone, device, model_kwargs)
