@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from mattingkit.outputs import exists_message
+from mattingkit.outputs import check_writable, exists_message
 
 __all__ = ["atomic_write", "read_alpha", "read_image", "write_image"]
 
@@ -59,7 +59,8 @@ def atomic_write(
     The temporary file lives in the same folder (so the final ``os.replace`` is atomic on
     every OS), is flushed and ``fsync``-ed before the rename, and is deleted if the block
     raises, so readers see either the old file or the complete new one, never a torn one.
-    Missing parent folders are created.
+    Missing parent folders are created; a folder that cannot be written raises
+    :class:`mattingkit.outputs.NotWritableError`, naming it and why.
 
     Args:
         path: the final file.
@@ -72,9 +73,13 @@ def atomic_write(
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(exists_message([path]))
-    path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError:
+        check_writable([path])  # the folder and why, not the hidden temporary file's name
+        raise
     tmp = Path(tmp_name)
     try:
         with os.fdopen(

@@ -182,20 +182,20 @@ _WHY = {
 
 
 def _write_problem(folder: Path) -> str | None:
-    """Why nothing can be written to ``folder`` (which may not exist yet), or None."""
+    """Why nothing can be written to ``folder`` (which may not exist yet) and what to do,
+    or None when it can be."""
     existing = folder
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent  # the folder would be created there: it must be writable
     if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
+        return f"{existing} is a file, not a folder; choose another output folder"
     try:  # a real file, not os.access: as root, access() says yes even on a read-only disk
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".mattingkit-write-check-")
     except OSError as error:
         why = _WHY.get(error.errno or 0, "cannot take new files")
         detail = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
-        if existing == folder:
-            return f"it {why} ({detail})"
-        return f"it would be created in {existing}, which {why} ({detail})"
+        where = "it" if existing == folder else f"it would be created in {existing}, which"
+        return f"{where} {why} ({detail}); choose another output folder, or make it writable"
     os.close(fd)
     os.unlink(probe)
     return None
@@ -217,7 +217,4 @@ def check_writable(paths: Iterable[PathLike]) -> None:
         problem = _write_problem(folder)
         if problem is not None:
             shown = Path.cwd() if folder == Path(".") else folder
-            raise NotWritableError(
-                f"cannot write to {shown}: {problem}; choose another output folder, or make "
-                "this one writable"
-            )
+            raise NotWritableError(f"cannot write to {shown}: {problem}")

@@ -9,10 +9,14 @@ Chapter 01 introduces these helpers; every later chapter uses them.
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,6 +139,60 @@ def colab_notebook_url(notebook: str) -> str:
         f"https://colab.research.google.com/github/{owner_repo}/blob/{REPO_BRANCH}/"
         f"notebooks/{notebook}"
     )
+
+
+# --- Scratch folders ---------------------------------------------------------------------
+
+#: ``mattingkit-<name>-<pid>-<random>``: the process that made a scratch folder.
+_SCRATCH = re.compile(r"^mattingkit-[A-Za-z0-9]+-(\d+)-[^-]+$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _remove_orphans(root: Path) -> None:
+    """Delete the scratch folders of processes that are gone (a killed kernel cannot clean up)."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there
+        return
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _SCRATCH.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def scratch_folder(name: str) -> Path:
+    """A fresh folder for one session's files, deleted when Python exits. Chapters 06, 07.
+
+    The chapters write checkpoints and videos (hundreds of MB) that are worth nothing once
+    the kernel is gone. The folder is ``mattingkit-<name>-<pid>-<random>`` in the system's
+    temporary folder (``$TMPDIR``, ``/tmp``), and is deleted when the interpreter exits: a
+    notebook kernel that is shut down or restarted, a script that ends. A process that was
+    killed cannot clean up after itself; its folders are deleted the next time any
+    process asks for a scratch folder. Copy what you want to keep somewhere else first.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9]+", name):
+        raise ValueError(f"a scratch folder's name is letters and digits only, got {name!r}")
+    root = Path(tempfile.gettempdir())
+    _remove_orphans(root)
+    folder = Path(tempfile.mkdtemp(prefix=f"mattingkit-{name}-{os.getpid()}-", dir=root))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 # --- Colab setup (called by the first code cell of every notebook) ---------------------

@@ -10,7 +10,10 @@ Used by ``tests/test_notebooks.py``, ``tests/test_figures.py`` and
 The kernel always runs ``sys.executable`` (whatever kernelspecs are installed), with
 ``MATTINGKIT_FAST=1`` unless ``--full``, in the notebook's own folder. The setup cell is
 executed too (it must be harmless outside Colab). The executed notebook is not saved
-unless ``--output`` is given. Prints a JSON summary: seconds, figures, cells; ``--cells``
+unless ``--output`` is given. The kernel gets a temporary folder of its own (``TMPDIR``)
+and is shut down as a student's is (a shutdown request, then exit), so what a chapter
+leaves behind in the temporary folder is reported (``leftovers``) and then removed.
+Prints a JSON summary: seconds, figures, cells, leftovers; ``--cells``
 adds the slowest cells (the run-time lines and slow-cell warnings of the chapters are
 measured this way) and ``--figures`` every image panel that shows nothing
 (see ``scripts/figure_probe.py``).
@@ -76,6 +79,8 @@ class RunResult:
     cell_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> seconds
     panels: list[dict[str, Any]] = field(default_factory=list)  # with probe_figures=True
     cell_cpu_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> CPU s
+    #: What the kernel left in its temporary folder ($TMPDIR) after it shut down.
+    leftovers: list[str] = field(default_factory=list)
 
     @property
     def cpu_seconds(self) -> float:
@@ -200,6 +205,12 @@ def run_notebook(
     with tempfile.TemporaryDirectory(prefix="mattingkit-probe-") as scratch:
         report = Path(scratch) / "panels.jsonl"
         clock = Path(scratch) / "cpu.jsonl"
+        # The kernel's own temporary folder: nothing else writes there, so what is left in
+        # it after the kernel exits is what the chapter littered.
+        kernel_tmp = Path(scratch) / "kernel-tmp"
+        kernel_tmp.mkdir()
+        env = {**os.environ, "TMPDIR": str(kernel_tmp), "TEMP": str(kernel_tmp)}
+        env["TMP"] = str(kernel_tmp)
         km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
         client = NotebookClient(
             nb,
@@ -211,10 +222,12 @@ def run_notebook(
         )
         start = time.perf_counter()
         try:
-            client.execute()
+            client.execute(env=env)
         finally:
             if km.has_kernel:  # nbclient only shuts down kernels it created itself
-                km.shutdown_kernel(now=True)
+                # A shutdown request, as Jupyter sends on a restart or when it quits: the
+                # kernel exits and its clean-up runs (killed, after a grace period, if hung).
+                km.shutdown_kernel(now=False)
             if env_before is None:
                 os.environ.pop("MATTINGKIT_FAST", None)
             else:
@@ -229,11 +242,19 @@ def run_notebook(
             if cell.cell_type == "code" and cell.execution_count is not None
         }
         cpu = _cpu_by_cell(clock, cell_of_count)
+        leftovers = sorted(p.name for p in kernel_tmp.iterdir())
     for panel in panels:
         panel["cell"] = cell_of_count.get(panel.pop("execution_count", None))
     code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
     result = RunResult(
-        str(path), round(seconds, 1), count_figures(nb), code_cells, cell_seconds(nb), panels, cpu
+        str(path),
+        round(seconds, 1),
+        count_figures(nb),
+        code_cells,
+        cell_seconds(nb),
+        panels,
+        cpu,
+        leftovers,
     )
     return result, nb
 

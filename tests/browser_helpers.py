@@ -3,10 +3,16 @@
 The browser tests (``tests/test_studio_browser.py``, ``tests/test_webcam_browser.py``) run
 the chapters as students do: a Jupyter server on loopback (JupyterLab at ``/lab``,
 Notebook 7 at ``/notebooks``, both from the same server), Debian's ``/usr/bin/chromium``
-driven by Playwright (never a downloaded browser), and a fake camera that plays a clip the
-tests generate (``--use-file-for-fake-video-capture``). The server and the browser are
-session fixtures (``tests/conftest.py`` imports them), so every browser test shares them;
-each test gets its own browser context and notebook copy.
+(or the binary ``$MATTINGKIT_CHROMIUM`` names) driven by Playwright (never a downloaded
+browser), and a fake camera that plays a clip the tests generate
+(``--use-file-for-fake-video-capture``). The server and the browser are session fixtures
+(``tests/conftest.py`` imports them), so every browser test shares them; each test gets its
+own browser context and notebook copy.
+
+Without Chromium (a fresh machine) the browser tests are skipped, and one line at the top
+of the test summary says what to install and which tests were skipped
+(``tests/conftest.py``); under ``CI=true`` a missing browser is a failure instead.
+``MATTINGKIT_CHROMIUM=/nonexistent`` shows what such a machine sees.
 
 Robust on a slow, loaded machine: every wait is for a state of the page or the kernel, with
 generous limits (``WAIT_MS``); nothing sleeps for a fixed time to let work happen.
@@ -38,7 +44,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-CHROMIUM = Path("/usr/bin/chromium")
+#: The browser: Debian's Chromium, or the binary ``$MATTINGKIT_CHROMIUM`` names.
+CHROMIUM = Path(os.environ.get("MATTINGKIT_CHROMIUM", "").strip() or "/usr/bin/chromium")
+#: What a Debian or Ubuntu machine installs to run the browser tests (as ``.ci/run`` does).
+INSTALL_CHROMIUM = "sudo apt-get install chromium chromium-driver"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -62,20 +71,32 @@ CAMERA_SCALE = 2
 PLATE_FRAMES, SUBJECT_FRAMES, FPS = 45, 30, 15
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def browser_missing() -> str | None:
+    """What the browser tests lack on this machine, said as what to install; None if nothing."""
+    if not CHROMIUM.is_file():
+        return (
+            f"Chromium is not installed ({CHROMIUM} is missing): install it with "
+            f"`{INSTALL_CHROMIUM}` (Debian/Ubuntu; .ci/run does), or set MATTINGKIT_CHROMIUM "
+            "to a Chromium binary"
+        )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed: install it with `pip install -e '.[test]'`"
+    return None
+
+
 def require_browser() -> None:
     """Skip without Chromium (or Playwright), except under CI, where it is a failure."""
-    message = None
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            message = "playwright is missing: pip install -e '.[test]'"
+    message = browser_missing()
     if message is None:
         return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing browser is a failure)")
     pytest.skip(message)
 
 
@@ -159,6 +180,9 @@ class JupyterServer:
             env[name] = proxy
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         env["PYTHONUNBUFFERED"] = "1"
+        # The kernels' scratch files stay in the session's folder, whatever their shutdown.
+        env["TMPDIR"] = env["TMP"] = env["TEMP"] = str(folder / "tmp")
+        (folder / "tmp").mkdir(exist_ok=True)
         # No "Would you like to get notified about news?" toast over the page.
         settings = folder / "jupyterlab_settings" / "@jupyterlab" / "apputils-extension"
         settings.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
-"""mattingkit.apps.cleanup on synthetic mattes with known holes, specks and soft edges."""
+"""mattingkit.apps.cleanup on synthetic mattes with known holes, specks, soft edges and a
+leg cut off by a transparent band; and on the real photo pair, where it keeps both legs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,8 @@ from mattingkit.apps.cleanup import SUPPORT, clean_matte, clean_result
 from mattingkit.apps.inference import MatteResult
 
 H, W = 60, 80
+#: The real photo pair (shared/data beside the checkout; CI has it, a fresh clone may not).
+REAL_PAIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_pair"
 
 
 def _disc(cy: float, cx: float, radius: float, soft: float = 3.0) -> torch.Tensor:
@@ -43,7 +48,7 @@ def test_fills_the_hole_drops_the_speck_and_keeps_the_soft_edge():
 
 def test_each_operation_can_be_turned_off():
     pha, regions = _subject_with_hole_and_speck()
-    holes_only = clean_matte(pha, keep_largest=False)
+    holes_only = clean_matte(pha, drop_specks=False)
     assert torch.all(holes_only[0][regions["hole"]] == 1)
     assert torch.equal(holes_only[0][regions["speck"]], pha[0][regions["speck"]])
     specks_only = clean_matte(pha, fill_holes=False)
@@ -112,9 +117,58 @@ def test_clean_result_makes_filled_holes_show_the_frame():
         clean_result(result, fill=True)
 
 
+def _person_with_a_cut_knee(band: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 100-px-tall figure whose lower leg is joined to the body only by a 4-px band of alpha
+    ``band`` (the model's almost transparent knee), and a lamp keyed far away. (1, H, W)."""
+    pha = torch.zeros(1, 120, 100)
+    pha[0, 10:70, 30:50] = 1.0  # head and body
+    pha[0, 70:74, 40:48] = band  # the knee: dark trousers in front of a dark hedge
+    pha[0, 74:110, 40:48] = 1.0  # the lower leg and the shoe
+    leg = torch.zeros_like(pha, dtype=torch.bool)
+    leg[0, 74:110, 40:48] = True
+    lamp = torch.zeros_like(leg)
+    lamp[0, 20:26, 85:91] = True  # 36 px, as large as a hand, but 35 px from the body
+    pha[lamp] = 1.0
+    return pha, leg, lamp
+
+
+@pytest.mark.parametrize("band", [0.0, 0.01])
+def test_a_leg_cut_off_by_a_transparent_band_is_kept_and_the_lamp_dropped(band):
+    pha, leg, lamp = _person_with_a_cut_knee(band)
+    cleaned = clean_matte(pha)
+    assert torch.equal(cleaned[leg], pha[leg])  # the whole lower leg stays
+    assert torch.all(cleaned[lamp] == 0)
+    # Keeping only the largest connected region (reach 0) is what cut the leg off:
+    assert torch.all(clean_matte(pha, reach=0)[leg] == 0)
+    assert torch.equal(clean_matte(pha, reach=1)[lamp], pha[lamp])  # a long reach keeps all
+
+
+@pytest.mark.skipif(
+    not (REAL_PAIR / "test_fg.jpg").is_file(), reason=f"the real photo pair is not at {REAL_PAIR}"
+)
+def test_the_real_pair_keeps_both_legs():
+    """The shipped model leaves the knee of the leg on the image's right almost transparent
+    (see scripts/train_shipped_model.py); the clean-up must not drop the leg below it."""
+    from mattingkit.apps.inference import Matter
+    from mattingkit.io import read_image
+
+    result = Matter(device="cpu")(
+        read_image(REAL_PAIR / "test_fg.jpg"), read_image(REAL_PAIR / "test_bg.jpg")
+    )
+    box = (..., slice(830, 1040), slice(1000, 1160))  # below that knee, down to the shoe
+    before = result.pha[box].mean().item()
+    assert before > 0.3, f"the model no longer finds that lower leg (mean alpha {before:.2f})"
+    after = clean_result(result).pha[box].mean().item()
+    assert after >= before, (before, after)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"threshold": 1.0}, "threshold"), ({"max_hole_area": 0}, "max_hole_area")],
+    [
+        ({"threshold": 1.0}, "threshold"),
+        ({"max_hole_area": 0}, "max_hole_area"),
+        ({"reach": -0.1}, "reach"),
+    ],
 )
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

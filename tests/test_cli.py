@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from mattingkit.apps import cli
 from mattingkit.apps.video import write_video
 from mattingkit.data import synthetic
 from mattingkit.io import write_image
+from mattingkit.weights.names import SHIPPED_LABEL, shipped_quality_warning
 from mattingkit.weights.pretrained import shipped_weights_path
 
 SIZE = (144, 256)
@@ -77,15 +80,23 @@ def test_a_truncated_video_fails_in_one_line_and_leaves_nothing(media, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4"]
 
 
+def _default_ctrl_c() -> None:
+    """In the child before it starts: SIGINT as a terminal delivers it (not as inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT cannot be sent to a child on Windows")
 def test_ctrl_c_stops_cleanly_and_leaves_nothing(media, tmp_path):
     _, plate, _ = media
     clip = synthetic.make_clip(9, SIZE, 6, subject="person")
     write_video(tmp_path / "long.mp4", clip.src.repeat(25, 1, 1, 1), 24, audio_hz=440)  # 150 frames
+    # A child inherits an ignored SIGINT (nohup, a background job, some CI runners), and
+    # Python then installs no KeyboardInterrupt handler: give it the default a terminal gives.
     process = subprocess.Popen(
         [sys.executable, "-m", "mattingkit", "video", "long.mp4", "--bgr", str(plate), "-o",
          "out.mp4", "--output-types", "composite", "pha", "--no-progress", *MODEL],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_ctrl_c,
     )  # fmt: skip
     # No time limit (a loaded machine takes minutes to import torch): the run either opens
     # its writers, or ends and the assertion shows why.
@@ -218,6 +229,10 @@ sys.exit(status)
         (["video", "clip.mp4", "--bgr", "plate.png", "-o", "clip.mp4", "--overwrite"], "is the source video itself"),
         (["video", "clip.mp4", "--bgr", "plate.png", "-o", "o.mp4", "--crf", "70"], "from 0 to 51"),
         (["download", "resnt50"], "no pretrained weights named 'resnt50'"),
+        (["image", "frame.png", "--bgr", "plate.png", "-o", "frame.png/o.png"],
+         "cannot write to frame.png: frame.png is a file, not a folder"),
+        (["video", "clip.mp4", "--bgr", "plate.png", "-o", "plate.png/new/o.mp4"],
+         "cannot write to plate.png/new: plate.png is a file, not a folder"),
     ],
 )  # fmt: skip
 def test_bad_arguments_fail_in_one_line_before_torch_is_imported(media, tmp_path, args, message):
@@ -231,6 +246,65 @@ def test_bad_arguments_fail_in_one_line_before_torch_is_imported(media, tmp_path
     assert result.stdout.strip().splitlines()[-1] == "torch not imported"
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mattingkit: error:") and message in err[0], err
+
+
+def _on_a_read_only_disk(folder: Path) -> list[str]:
+    """A command prefix that runs the rest in a private mount namespace where ``folder`` is
+    a read-only file system: a real ``EROFS``, which stops root too (chmod does not). Skips
+    where user namespaces are not allowed."""
+    unshare = shutil.which("unshare")
+    script = 'mount -t tmpfs none "$0" && mount -o remount,ro "$0" && exec "$@"'
+    prefix = [unshare or "unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    probe = [*prefix, str(folder), "true"]
+    if unshare is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only file system here (unshare, user namespaces)")
+    return [*prefix, str(folder)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a read-only mount needs Linux namespaces")
+@pytest.mark.parametrize("command", ["image", "video"])
+def test_an_output_on_a_read_only_disk_fails_before_torch_is_imported(media, tmp_path, command):
+    source, plate, frame = media
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    prefix = _on_a_read_only_disk(folder)
+    inputs = [str(frame if command == "image" else source), "--bgr", str(plate)]
+    name = "cut.png" if command == "image" else "out.mp4"
+    for output, problem in [
+        (folder / name, "it is on a read-only file system"),
+        (folder / "new" / name, f"it would be created in {folder}, which is on a read-only file system"),
+    ]:  # fmt: skip
+        result = subprocess.run(
+            [*prefix, sys.executable, "-c", _NO_TORCH, command, *inputs, "-o", str(output)],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == "torch not imported"  # no model work
+        assert result.stderr == (
+            f"mattingkit: error: cannot write to {output.parent}: {problem} ([Errno 30] "
+            "Read-only file system); choose another output folder, or make it writable\n"
+        )
+    assert list(folder.iterdir()) == []  # outside the namespace: the real, empty folder
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0,
+    reason="permissions do not stop root (the read-only disk test above does)",
+)
+def test_an_output_folder_without_permission_fails_before_the_model(media, tmp_path, capsys):
+    _, plate, frame = media
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    argv = ["image", str(frame), "--bgr", str(plate), "-o", str(locked / "cut.png"), *MODEL]
+    try:
+        assert cli.main(argv) == 1
+    finally:
+        locked.chmod(0o755)
+    assert capsys.readouterr().err == (
+        f"mattingkit: error: cannot write to {locked}: it is not writable for you (no "
+        "permission) ([Errno 13] Permission denied); choose another output folder, or make it "
+        "writable\n"
+    )
 
 
 def test_download_offline_answers_without_importing_torch(tmp_path):
@@ -281,8 +355,11 @@ def test_named_weights_that_cannot_be_had_fail_unless_the_fallback_is_asked_for(
     assert len(warnings) == 1 and "Using mattingkit's own MobileNetV2" in warnings[0]
     assert "offline fallback for resnet50" in printed.out and out.is_file()
     out.unlink()
-    assert cli.main(argv) == 0  # no --weights: the shipped model, no download, no warning
-    assert "warning" not in capsys.readouterr().err
+    assert cli.main(argv) == 0  # no --weights: the shipped model, no download
+    printed = capsys.readouterr()
+    assert f"with {SHIPPED_LABEL} on cpu" in printed.out
+    # One warning, about its quality (the fallback's warning above says it already).
+    assert printed.err == f"mattingkit: warning: {shipped_quality_warning()}\n"
 
 
 def test_a_plate_of_another_size_is_scaled_with_one_warning(media, tmp_path, capsys):
@@ -295,7 +372,8 @@ def test_a_plate_of_another_size_is_scaled_with_one_warning(media, tmp_path, cap
     assert err == [
         f"mattingkit: warning: the plate is {SIZE[0] * 2}×{SIZE[1] * 2} but the photo {frame} is "
         f"{SIZE[0]}×{SIZE[1]} (H×W): the plate was scaled to {SIZE[0]}×{SIZE[1]} (same aspect "
-        "ratio, nothing cropped)"
+        "ratio, nothing cropped)",
+        f"mattingkit: warning: {shipped_quality_warning()}",  # the shipped model made it
     ]
 
 

@@ -10,6 +10,7 @@ import sys
 from mattingkit.apps import demo
 from mattingkit.data.synthetic import load_sample
 from mattingkit.io import read_alpha, read_image
+from mattingkit.weights.names import SHIPPED_LABEL, shipped_quality_warning
 
 FAST = ["--weights", "mattingkit", "--device", "cpu"]  # the shipped model: no download attempts
 
@@ -40,7 +41,12 @@ def test_demo_mattes_the_sample_and_replaces_only_its_own_files(tmp_path, capsys
     inside = truth.pha > 0.99
     assert pha[inside].mean() > 0.8 and pha[truth.pha == 0].mean() < 0.2
     assert read_image(out / "rgba.png", with_alpha=True).shape[0] == 4
-    assert "Against the ground truth" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Against the ground truth" in printed
+    assert f"Wrote {', '.join(demo.OUTPUTS)} to {out}/" in printed  # what it lists, it wrote
+    # The shipped model: named, and one warning about its quality (the CLI's words).
+    assert f"with {SHIPPED_LABEL} on cpu" in printed
+    assert printed.count(f"⚠ {shipped_quality_warning()}") == 1
     record = json.loads((out / demo.MANIFEST).read_text())
     assert sorted(record["files"]) == sorted(demo.OUTPUTS)
 
@@ -96,6 +102,22 @@ def test_demo_names_a_missing_file_in_one_line(tmp_path, capsys):
         f"python -m mattingkit.apps.demo: error: image not found: {tmp_path / 'missing.jpg'}"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_the_model(
+    tmp_path, capsys, monkeypatch
+):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(demo, "_run", no_model)
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "demo"
+    assert demo.main(["--out", str(out), *FAST]) == 1
+    assert capsys.readouterr().err == (
+        f"python -m mattingkit.apps.demo: error: cannot write to {out}: "
+        f"{tmp_path / 'notes.txt'} is a file, not a folder; choose another output folder\n"
+    )
 
 
 def _offline(source, dest, **kwargs):

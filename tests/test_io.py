@@ -147,6 +147,18 @@ def test_atomic_write_text_and_no_overwrite(tmp_path):
     assert path.read_text(encoding="utf-8") == "héllo"
 
 
+def test_a_folder_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    target = tmp_path / "notes.txt" / "cut.png"
+    with pytest.raises(PermissionError) as error:
+        write_image(target, torch.zeros(3, 4, 4))
+    assert str(error.value) == (
+        f"cannot write to {target.parent}: {tmp_path / 'notes.txt'} is a file, not a folder; "
+        "choose another output folder"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_atomic_write_works_with_torch_save(tmp_path):
     path = tmp_path / "weights.pth"
     with atomic_write(path) as f:

@@ -7,7 +7,8 @@ marked ``slow`` but are part of the default run. Each notebook is executed once 
 session (:func:`executed`), with every image panel recorded, and that one run serves both
 this file and ``tests/test_figures.py``. Run times are printed (``pytest -s``) and
 recorded as the junit properties ``seconds`` and ``cpu_seconds``; they are reported, never asserted: a test must
-not depend on how fast or how loaded the machine is.
+not depend on how fast or how loaded the machine is. Each kernel gets a temporary folder of
+its own, which must be empty once the kernel has shut down.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 1800  # seconds per cell: only a guard against a hung kernel, not a speed test
 MIN_FIGURES = 2
+#: Folders in the temporary folder that are not a chapter's litter: torch's per-user compile
+#: cache (``torchinductor_<user>``), made when ``torch._dynamo`` is imported (an optimizer
+#: step imports it), one folder shared and reused by every torch process.
+SHARED_CACHES = ("torchinductor_",)
 
 
 def _load_script(name: str) -> types.ModuleType:
@@ -351,3 +356,14 @@ def test_runs_in_fast_mode(path, record_property):
     assert result.figures >= MIN_FIGURES, f"{path.name} shows only {result.figures} figure(s)"
     echoed = _echoed_booleans(nb)
     assert not echoed, f"{path.name}: cells {echoed} display a bare True/False"
+
+
+@pytest.mark.slow
+@by_name
+def test_leaves_nothing_in_the_temporary_folder(path):
+    """A chapter's scratch files (chapter 06's checkpoints, 07's videos: hundreds of MB) go
+    when its kernel shuts down. The kernel had a temporary folder of its own (``TMPDIR``,
+    see scripts/run_notebook.py), so no other process can fool this check."""
+    result, _ = executed(path)
+    left = [name for name in result.leftovers if not name.startswith(SHARED_CACHES)]
+    assert left == [], f"{path.name} left {left} in its temporary folder"

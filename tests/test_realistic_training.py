@@ -18,8 +18,8 @@ from mattingkit.core.refiner import select_refinement_regions
 from mattingkit.data import drawing as _drawing
 from mattingkit.data.augment import _ground_shadow, augment_batch, camera_effects
 from mattingkit.data.synthetic import make_sample
-from mattingkit.training.loop import TrainConfig, _make_batch, build_model
 from mattingkit.training import metrics
+from mattingkit.training.loop import TrainConfig, _make_batch, build_model
 
 # --- the refiner sees easy patches too ---------------------------------------------------------
 

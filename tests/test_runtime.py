@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -117,3 +119,44 @@ def test_colab_install_without_restart_and_with_widgets(monkeypatch, capsys):
 
 def test_imported_distributions_include_torch():
     assert "torch" in runtime._distributions_of_imported_modules()
+
+
+_MAKE_SCRATCH = """
+import os, sys
+from mattingkit.runtime import scratch_folder
+folder = scratch_folder("ch06")
+(folder / "checkpoint.pth").write_bytes(bytes(1000))
+print(folder, flush=True)
+if sys.argv[1] == "killed":
+    os._exit(0)  # no clean-up, as when a kernel is killed
+"""
+
+
+def _make_scratch(tmp: Path, how: str) -> Path:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    result = subprocess.run(
+        [sys.executable, "-c", _MAKE_SCRATCH, how], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def test_a_scratch_folder_is_gone_when_python_exits(tmp_path):
+    """A fresh temporary folder (TMPDIR), so no other process can fool the check."""
+    folder = _make_scratch(tmp_path, "exits")
+    assert folder.parent == tmp_path and folder.name.startswith("mattingkit-ch06-")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_process_leaves_its_folder_to_the_next_one(tmp_path):
+    orphan = _make_scratch(tmp_path, "killed")
+    assert orphan.is_dir()  # its process is gone and could not clean up
+    keep = tmp_path / "mattingkit-other-notes"  # not a scratch folder: never touched
+    keep.mkdir()
+    _make_scratch(tmp_path, "exits")  # the next session removes the orphan, then its own
+    assert list(tmp_path.iterdir()) == [keep]
+
+
+def test_a_scratch_folder_name_is_plain():
+    with pytest.raises(ValueError, match="letters and digits"):
+        runtime.scratch_folder("../ch06")

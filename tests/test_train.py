@@ -17,6 +17,7 @@ import torch
 from mattingkit.core.model import MattingBase, MattingRefine
 from mattingkit.core.paper import REFINE_SHARE
 from mattingkit.data.synthetic import SyntheticMattingDataset
+from mattingkit.notebook.plotting import LiveLossPlot
 from mattingkit.training import checkpoint as C
 from mattingkit.training import loop as T
 
@@ -177,7 +178,7 @@ def test_auto_device_follows_pick_device_and_mattingkit_device(monkeypatch):
 
 
 def test_live_loss_plot_records_and_draws():
-    plot = T.LiveLossPlot(title="base")  # re-exported from mattingkit.notebook.plotting
+    plot = LiveLossPlot(title="base")
     for step in (1, 2, 3):
         plot({"step": step, "loss": 1.0 / step, "val": None})
     plot({"step": 3, "loss": None, "val": {"sad": 2.5}})

@@ -167,6 +167,34 @@ def test_existing_outputs_are_refused_before_any_work(media, matter, tmp_path):
     assert _streams(report.outputs["pha"])["frames"] == 3
 
 
+class _NeverCalled:
+    """A matter that fails the test if any model work starts (or even its device is asked)."""
+
+    @property
+    def device(self):
+        raise AssertionError("the model was reached before the output folder was checked")
+
+    def __call__(self, src, bgr):
+        raise AssertionError("the model ran before the output folder was checked")
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "frames"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    media, tmp_path, output
+):
+    """A "folder" that is a file stops root too; a read-only disk is tested in test_cli.py."""
+    source, plate = media
+    (tmp_path / "notes.txt").write_text("mine")
+    target = tmp_path / "notes.txt" / "takes" / output
+    with pytest.raises(PermissionError) as error:
+        matte_video(source, plate, target, matter=_NeverCalled(), progress=False)
+    assert str(error.value) == (
+        f"cannot write to {target.parent}: {tmp_path / 'notes.txt'} is a file, not a folder; "
+        "choose another output folder"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 class _FailingMatter:
     """The real Matter, except that call number ``at`` raises ``error``."""
 

@@ -11,10 +11,12 @@ Examples::
 Errors print one line, ``mattingkit: error: ...``, and exit with status 2 (bad usage) or 1
 (the work failed: unreadable input, existing output, ...); ``--debug`` shows the traceback.
 Arguments, input files and outputs are checked before torch is imported (seconds on a fast
-machine, minutes on a loaded one), so a typo fails at once. Nothing is left behind by a failed
+machine, minutes on a loaded one), so a typo fails at once; that includes an output folder
+that cannot be written (read-only disk, no permission). Nothing is left behind by a failed
 run, and nothing existing is replaced without ``--overwrite``. Weights named with
 ``--weights``/``--backbone`` that cannot be downloaded are an error unless
-``--allow-fallback`` asks for the shipped model instead.
+``--allow-fallback`` asks for the shipped model instead. The report names the weights that
+made the results, with a warning about quality when they are the shipped model.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mattingkit.outputs import (
     ALPHA_SUFFIXES,
     OUTPUT_TYPES,
     check_video_targets,
+    check_writable,
     command_line_message,
     exists_message,
     image_output_paths,
@@ -40,7 +43,13 @@ from mattingkit.outputs import (
 from mattingkit.weights.download import DownloadError
 
 # Only light modules here: everything that imports torch is imported inside the commands.
-from mattingkit.weights.names import check_name_or_file, fetch_registry_file
+from mattingkit.weights.names import (
+    SHIPPED_LABEL,
+    check_name_or_file,
+    fetch_registry_file,
+    is_shipped,
+    shipped_quality_warning,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -199,6 +208,18 @@ def _matter(args: argparse.Namespace) -> Any:
     )
 
 
+def _weights_label(args: argparse.Namespace, matter: Any) -> str:
+    """How the report names the weights that made the results; warns once (stderr) about the
+    shipped model's quality, unless the offline-fallback warning already said it."""
+    named = args.weights if args.weights is not None else args.backbone
+    if getattr(matter, "used_fallback", False):
+        return f"{SHIPPED_LABEL} (offline fallback for {named})"
+    if named is None or is_shipped(named):
+        warnings.warn(shipped_quality_warning(), UserWarning, stacklevel=2)
+        return SHIPPED_LABEL
+    return str(matter.weights_name)
+
+
 # --------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------
@@ -211,15 +232,16 @@ def run_image(args: argparse.Namespace) -> int:
     existing = [p for p in targets.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(exists_message(existing))
+    check_writable(targets.values())
 
-    from mattingkit.apps.video import _fit_plate, _output_array, _resolve_background
+    from mattingkit.apps.compositing import fit_plate, output_array, resolve_background
     from mattingkit.io import read_image, write_image
 
     src = read_image(args.src)  # fail on bad input before loading the model
     height, width = src.shape[-2:]
-    bgr = _fit_plate(read_image(args.bgr), height, width, target=f"the photo {args.src}")
+    bgr = fit_plate(read_image(args.bgr), height, width, target=f"the photo {args.src}")
     transparent_ok = targets.get("composite", args.output).suffix.lower() in ALPHA_SUFFIXES
-    background = _resolve_background(args.background, transparent_ok, height, width, video_ok=False)
+    background = resolve_background(args.background, transparent_ok, height, width, video_ok=False)
     matter = _matter(args)
     result = matter(src, bgr)
     if args.clean_matte:
@@ -228,12 +250,12 @@ def run_image(args: argparse.Namespace) -> int:
         result = clean_result(result)
     extra = background.value if background.kind == "image" else None
     for kind, path in targets.items():
-        image = _output_array(kind, result, background, extra)
+        image = output_array(kind, result, background, extra)
         write_image(path, image, overwrite=args.overwrite)
         print(f"Wrote {kind}: {path}")
     print(
-        f"Matted {height}×{width} (H×W) with {matter.weights_name} on {matter.device} in "
-        f"{result.seconds * 1000:.0f} ms"
+        f"Matted {height}×{width} (H×W) with {_weights_label(args, matter)} on {matter.device} "
+        f"in {result.seconds * 1000:.0f} ms"
     )
     return 0
 
@@ -245,14 +267,16 @@ def run_video(args: argparse.Namespace) -> int:
     _check_background(args.background)
     _check_weights(args.weights)
     check_video_targets(targets, args.src, args.overwrite)
+    check_writable(targets.values())
 
     from mattingkit.apps.video import matte_video
 
+    matter = _LazyMatter(args)
     report = matte_video(
         args.src,
         args.bgr,
         args.output,
-        matter=_LazyMatter(args),
+        matter=matter,
         output_types=args.output_types,
         background=args.background,
         overwrite=args.overwrite,
@@ -263,6 +287,7 @@ def run_video(args: argparse.Namespace) -> int:
         clean_matte=args.clean_matte,
     )
     print(report)
+    print(f"Model: {_weights_label(args, matter._get())} on {matter.device}")
     return 0
 
 

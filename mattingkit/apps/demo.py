@@ -2,8 +2,10 @@
 
 ``python -m mattingkit.apps.demo`` mattes the bundled sample (a synthetic portrait with exact
 ground truth) and prints how close the prediction is; ``--src``/``--bgr`` matte your own
-photo pair instead. Weights: the official release when it can be downloaded, otherwise
-mattingkit's own shipped MobileNetV2 (the demo says which one it used).
+photo pair instead. It writes five files (:data:`OUTPUTS`): the alpha matte, the foreground,
+composites on green and on the blurred plate, and an RGBA cut-out. Weights: the official
+release when it can be downloaded, otherwise mattingkit's own shipped MobileNetV2 (the demo
+says which one it used, and warns about its quality).
 
 Running it again works: the demo records what it wrote in ``demo.json`` (a SHA-256 per
 file) and replaces only its own earlier outputs that are unchanged. If a file there was
@@ -22,9 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mattingkit.outputs import command_line_message
+from mattingkit.outputs import check_writable, command_line_message
 from mattingkit.weights.download import DownloadError
-from mattingkit.weights.names import check_name_or_file
+from mattingkit.weights.names import (
+    SHIPPED_LABEL,
+    check_name_or_file,
+    is_shipped,
+    shipped_quality_warning,
+)
 
 OUTPUTS = ("pha.png", "fgr.png", "composite_green.png", "composite_blurred_plate.png", "rgba.png")
 #: What the demo wrote, so that a second run can tell its own files from yours.
@@ -143,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.weights is not None:
             check_name_or_file(args.weights)
         out, moved = choose_folder(args.out, args.overwrite)
+        check_writable([out / OUTPUTS[0]])  # before the model, not after it
         return _run(args, out, moved)
     except (OSError, ValueError, KeyError, DownloadError) as error:
         if isinstance(error, DownloadError) and error.filename:
@@ -158,13 +166,14 @@ def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
 
     import torch
 
-    from mattingkit.apps.video import _fit_plate
+    from mattingkit.apps.compositing import fit_plate
     from mattingkit.core import matting
+    from mattingkit.core.paper import official_settings
     from mattingkit.data.synthetic import load_sample
     from mattingkit.io import read_image, write_image
     from mattingkit.runtime import pick_device
     from mattingkit.training import metrics
-    from mattingkit.weights.pretrained import load_pretrained, recommended_settings
+    from mattingkit.weights.pretrained import OfflineFallbackWarning, load_pretrained
 
     if moved:
         print(f"⚠ {moved}")
@@ -179,7 +188,7 @@ def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
         height, width = src.shape[-2:]
         with warnings.catch_warnings(record=True) as caught:  # a plate of another size
             warnings.simplefilter("always")
-            bgr = _fit_plate(read_image(args.bgr), height, width, target=f"the frame {args.src}")
+            bgr = fit_plate(read_image(args.bgr), height, width, target=f"the frame {args.src}")
         for warning in caught:
             print(f"⚠ {warning.message}")
         print(f"Input: {args.src} with plate {args.bgr}")
@@ -191,10 +200,12 @@ def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
             args.weights or DEFAULT_WEIGHTS,
             device=device,
             allow_fallback=args.weights is None or args.allow_fallback,
-            **recommended_settings(height, width),
+            **official_settings(height, width),
         )
+    fallback = any(issubclass(w.category, OfflineFallbackWarning) for w in caught)
     for warning in caught:
-        print(f"⚠ {warning.message}")
+        print(f"⚠ {warning.message}")  # the fallback notice says the quality is lower
+    shipped = fallback or is_shipped(args.weights)
     src_b, bgr_b = src.unsqueeze(0).to(device), bgr.unsqueeze(0).to(device)
     with torch.inference_mode():
         model(src_b, bgr_b)  # warm-up, so the timing below is the model, not the first call
@@ -202,7 +213,10 @@ def _run(args: argparse.Namespace, out: Path, moved: str | None) -> int:
         result = model(src_b, bgr_b)
         seconds = time.perf_counter() - start
     pha, fgr = result[0][0].cpu(), result[1][0].cpu()
-    print(f"Matted {height}×{width} (H×W) on {device} in {seconds * 1000:.0f} ms")
+    label = SHIPPED_LABEL if shipped else args.weights or DEFAULT_WEIGHTS
+    print(f"Matted {height}×{width} (H×W) with {label} on {device} in {seconds * 1000:.0f} ms")
+    if shipped and not fallback:
+        print(f"⚠ {shipped_quality_warning()}")
 
     images = (
         pha,

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mattingkit.apps.compositing import GREEN_SCREEN, parse_colour
 from mattingkit.core import matting
 from mattingkit.core.model import BUILD_SETTINGS, PER_CALL_SETTINGS
 from mattingkit.core.paper import RESOLUTIONS, scaled_settings
@@ -64,8 +65,6 @@ __all__ = ["GREEN_SCREEN", "PRESETS", "MatteResult", "Matter", "to_tensor"]
 
 ImageLike = Union[np.ndarray, torch.Tensor, str, os.PathLike, Any]  # Any: a PIL image
 
-#: The official demos' green screen, (120, 255, 155) / 255; what ``"green"`` means here.
-GREEN_SCREEN = (120 / 255, 255 / 255, 155 / 255)
 
 #: The paper's settings for HD (1/4, 80,000 px) and 4K (1/8, 320,000 px) frames, fixed
 #: whatever the frame size. "auto" scales them with the frame (:func:`mattingkit.core.paper.scaled_settings`).
@@ -267,7 +266,7 @@ class MatteResult:
         if isinstance(background, str) and background.strip().lower() == "blur":
             return matting.composite_on_blurred_plate(self.fgr, self.pha, self.bgr, sigma)
         if isinstance(background, str) and not _looks_like_file(background):
-            return matting.composite_on_color(self.fgr, self.pha, _color(background))
+            return matting.composite_on_color(self.fgr, self.pha, parse_colour(background))
         if isinstance(background, (tuple, list)):
             return matting.composite_on_color(self.fgr, self.pha, background)
         image = to_tensor(background, name="background").to(self.fgr.device)
@@ -324,19 +323,6 @@ def _looks_like_file(text: str) -> bool:
 
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr"}
-
-
-def _color(name: str) -> tuple[float, float, float]:
-    if name.strip().lower() == "green":
-        return GREEN_SCREEN
-    from matplotlib.colors import to_rgb
-
-    try:
-        return to_rgb(name.strip())
-    except ValueError:
-        raise ValueError(
-            f"background {name!r} is not a colour name, hex colour, 'blur' or an image file"
-        ) from None
 
 
 # --------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ when it crashes. :func:`matte_video` fixes each of these:
 * **Atomic outputs.** Everything is written to hidden ``.NAME.partial-XXXX`` files or folders
   next to the targets and renamed only when every output is complete: a crash or Ctrl-C
   never leaves a half-written file under the final name. Existing outputs are refused up
-  front (all of them, before any work) unless ``overwrite=True``.
+  front (all of them, before any work) unless ``overwrite=True``, and so is a folder that
+  cannot be written (read-only disk, no permission).
 
 The plate is a still image (a photo, an array, or a video whose first frame is used); one of
-another size is scaled to the video's, with a warning (see :func:`_fit_plate`). The
+another size is scaled to the video's, with a warning (see :func:`fit_plate`). The
 target background of the composite is a colour, an image, ``"blur"`` (the blurred plate),
 or another video (looped when shorter than the source). Frames are matted one at a time,
 as stored (a rotated phone video is matted sideways and played upright). Only the first
@@ -44,7 +45,6 @@ import secrets
 import shutil
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -57,17 +57,22 @@ import numpy as np
 import torch
 
 from mattingkit.apps.cleanup import clean_result
-from mattingkit.apps.inference import GREEN_SCREEN, to_tensor
-from mattingkit.core import matting
-from mattingkit.core.matting import resize_to_cover
+from mattingkit.apps.compositing import (
+    Background,
+    cover,
+    fit_plate,
+    output_array,
+    resolve_background,
+)
+from mattingkit.apps.inference import to_tensor
 from mattingkit.io import atomic_write
 from mattingkit.outputs import (
     OUTPUT_TYPES,
     TIMESTAMPS_FILE,
     VIDEO_FORMATS,
     check_video_targets,
+    check_writable,
     is_png_sequence,
-    looks_like_colour,
     output_paths,
 )
 
@@ -303,138 +308,7 @@ def _load_plate(plate: Any, info: VideoInfo) -> torch.Tensor:
         plate = _first_frame(Path(plate))
     elif isinstance(plate, (str, os.PathLike)) and not Path(plate).is_file():
         raise FileNotFoundError(f"plate image not found: {plate}")
-    return _fit_plate(to_tensor(plate), info.height, info.width, rotation=info.rotation)
-
-
-def _fit_plate(
-    plate: torch.Tensor, height: int, width: int, *, rotation: int = 0, target: str = "the video"
-) -> torch.Tensor:
-    """The plate (…, 3, h, w) at the frame's size ``height`` × ``width``, with one warning.
-
-    A plate of another size is usually the same camera in another mode (a 4K photo for an
-    HD video, or a 4:3 photo for a 16:9 video, which the camera crops from the middle of its
-    sensor), so it is scaled to *cover* the frame and centre-cropped
-    (:func:`mattingkit.core.matting.resize_to_cover`): with the same aspect ratio that is a plain
-    resize, nothing is cropped. A warning says which happened, because a wrong plate also
-    has another size. An upright photo for a video stored sideways (``rotation`` ±90, a
-    phone) is first turned to the stored orientation.
-    """
-    h, w = plate.shape[-2:]
-    if (h, w) == (height, width):
-        return plate
-    if rotation in (90, -90) and h != w and (h > w) != (height > width):
-        # An upright photo of the scene for a video stored sideways: store it sideways too.
-        plate = torch.rot90(plate, k=-rotation // 90, dims=(-2, -1)).contiguous()
-        h, w = plate.shape[-2:]
-        if (h, w) == (height, width):
-            return plate
-    message = (
-        f"the plate is {h}×{w} but {target} is {height}×{width} (H×W): the plate was scaled "
-        f"to {height}×{width}"
-    )
-    if abs((h / w) / (height / width) - 1) > 0.01:
-        message += (
-            " to cover the frame and centre-cropped, because the aspect ratios differ; check "
-            "that it lines up with the frames"
-        )
-    else:
-        message += " (same aspect ratio, nothing cropped)"
-    warnings.warn(message, UserWarning, stacklevel=3)
-    return resize_to_cover(plate, height, width).clamp(0, 1)
-
-
-def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale to cover (height, width) keeping the aspect ratio, then centre-crop.
-
-    The OpenCV twin of :func:`mattingkit.core.matting.resize_to_cover`, for background images and
-    the background video's frames (once a frame, where OpenCV is several times faster).
-    """
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return np.ascontiguousarray(resized[top : top + height, left : left + width])
-
-
-@dataclass
-class _Background:
-    """The target background, resolved once: ``kind`` is color|image|video|blur|transparent."""
-
-    kind: str
-    value: Any = None
-
-
-def _resolve_background(
-    background: Any, transparent_ok: bool, height: int, width: int, *, video_ok: bool = True
-) -> _Background:
-    """Check the background before any work; load an image background at the frame size.
-
-    ``None`` means the format's default: transparent where it can be stored, else green.
-    """
-    if background is None:
-        return _Background("transparent") if transparent_ok else _Background("color", GREEN_SCREEN)
-    if isinstance(background, str) and background.lower() in ("transparent", "none", "rgba"):
-        if not transparent_ok:
-            raise ValueError(
-                "this output cannot store transparency (H.264 video, JPEG): write PNG (for a "
-                "video, an output without a suffix) or give a background colour or image"
-            )
-        return _Background("transparent")
-    if isinstance(background, str) and background.lower() == "blur":
-        return _Background("blur")
-    if isinstance(background, str) and background.lower() == "green":
-        return _Background("color", GREEN_SCREEN)
-    if isinstance(background, (str, os.PathLike)):
-        path = Path(background)
-        if path.is_file():
-            if _is_video_path(path):
-                if not video_ok:
-                    raise ValueError(f"a video background ({path}) needs a video source")
-                probe_video(path)  # fail now, not half-way through
-                return _Background("video", path)
-            image = to_tensor(path)
-        elif isinstance(background, str) and looks_like_colour(background):
-            return _Background("color", _parse_colour(background))
-        else:
-            raise FileNotFoundError(f"background not found: {background}")
-    elif isinstance(background, (tuple, list)) and len(background) == 3:
-        return _Background("color", _parse_colour(background))
-    else:
-        image = to_tensor(background)
-    array = image[0].permute(1, 2, 0).numpy()
-    covered = _cover(np.ascontiguousarray(array), height, width)
-    return _Background("image", torch.from_numpy(covered).permute(2, 0, 1)[None])
-
-
-def _parse_colour(value: Any) -> tuple[float, float, float]:
-    """A colour name, ``#rrggbb``, ``"r,g,b"`` (0-1 or 0-255) or a 3-sequence -> RGB in [0, 1]."""
-    import matplotlib.colors
-
-    if isinstance(value, str) and "," in value:
-        try:
-            value = [float(v) for v in value.split(",")]
-        except ValueError:
-            raise ValueError(f"{value!r} is not a colour: write r,g,b with numbers") from None
-    if isinstance(value, (tuple, list)):
-        if len(value) != 3:
-            raise ValueError(f"a colour needs 3 values (R, G, B), got {value}")
-        numbers = [float(v) for v in value]
-        if max(numbers) > 1:  # 0-255 values
-            numbers = [v / 255 for v in numbers]
-        if min(numbers) < 0 or max(numbers) > 1:
-            raise ValueError(f"colour values must be in 0-1 or 0-255, got {list(value)}")
-        return (numbers[0], numbers[1], numbers[2])
-    try:
-        return tuple(float(c) for c in matplotlib.colors.to_rgb(value))  # type: ignore[return-value]
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not a colour, an image or a video: use a name (green, white), "
-            "#rrggbb, 'r,g,b', an image/video file, 'blur' or 'transparent'"
-        ) from None
+    return fit_plate(to_tensor(plate), info.height, info.width, rotation=info.rotation)
 
 
 def _background_frames(path: Path, height: int, width: int, stop: threading.Event) -> Iterator:
@@ -444,7 +318,7 @@ def _background_frames(path: Path, height: int, width: int, stop: threading.Even
         with _open_input(path) as container:
             for frame in container.decode(video=0):
                 produced = True
-                yield _cover(frame.to_ndarray(format="rgb24"), height, width)
+                yield cover(frame.to_ndarray(format="rgb24"), height, width)
         if not produced:
             raise ValueError(f"background video {path} has no decodable frame")
 
@@ -763,38 +637,6 @@ class _H264Writer(_Writer):
 # --------------------------------------------------------------------------------------
 # Frames -> output arrays
 # --------------------------------------------------------------------------------------
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(C, H, W) or (H, W) floats in [0, 1] -> contiguous (H, W, C) or (H, W) uint8 numpy.
-
-    Rounds like an 8-bit image file; in-place steps and one final copy keep it cheap.
-    """
-    y = x.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    if y.ndim == 3:
-        y = y.permute(1, 2, 0)
-    return y.contiguous().cpu().numpy()
-
-
-def _output_array(kind: str, result: Any, background: _Background, extra: Any) -> np.ndarray:
-    """One output frame as uint8 H×W×3, H×W×4 (transparent composite) or H×W (mattes)."""
-    pha, fgr = result.pha[:1], result.fgr[:1]
-    if kind == "composite":
-        if background.kind == "transparent":  # RGBA cut-out, black where alpha is 0
-            image = torch.cat([fgr * (pha > 0), pha], dim=1)
-        elif background.kind == "blur":
-            image = matting.composite_on_blurred_plate(fgr, pha, result.bgr[:1].to(fgr))
-        else:
-            if background.kind == "color":
-                new = torch.tensor(background.value, dtype=fgr.dtype, device=fgr.device)
-                new = new.view(1, 3, 1, 1)
-            else:  # an image or a video frame, already at the frame size
-                new = extra.to(fgr)
-            # The matting equation a*F + (1 - a)*B, written B + a*(F - B): half the passes
-            # over the frame (this runs between model calls, so it counts in the frame rate).
-            image = torch.addcmul(new, pha, fgr - new)
-        return _to_uint8(image[0])
-    if kind == "fgr":
-        return _to_uint8(fgr[0])
-    return _to_uint8(getattr(result, kind)[0, 0])  # pha, err, ref: grey
 
 
 # --------------------------------------------------------------------------------------
@@ -861,7 +703,7 @@ class _Pipeline:
         self,
         info: VideoInfo,
         targets: dict[str, Path],
-        background: _Background,
+        background: Background,
         *,
         max_frames: int | None,
         encoder: dict[str, Any],
@@ -903,7 +745,7 @@ class _Pipeline:
         self,
         matter: Any,
         plate: torch.Tensor,
-        background: _Background,
+        background: Background,
         bar: Any,
         clean_matte: bool = False,
     ) -> tuple[int, float]:
@@ -929,7 +771,7 @@ class _Pipeline:
                 result = clean_result(result)
             extra = still if backdrop is None else _model_input(backdrop, device)
             for writer in self.writers:
-                array = _output_array(writer.kind, result, background, extra)
+                array = output_array(writer.kind, result, background, extra)
                 _main_put(writer, ("video", array, pts))
             frames += 1
             bar.update(1)
@@ -1018,6 +860,8 @@ def matte_video(
         FileNotFoundError, ValueError: unreadable or corrupt source, plate or background, a
             bad output name; raised before anything is written.
         FileExistsError: an output exists and ``overwrite`` is False.
+        mattingkit.outputs.NotWritableError: an output folder cannot be written (before
+            any work, naming the folder and why).
         Any error of the model or the encoder: the temporary files are removed first.
     """
     source = Path(source)
@@ -1027,9 +871,10 @@ def matte_video(
     targets = output_paths(output, output_types)
     info = probe_video(source)
     check_video_targets(targets, source, overwrite)
+    check_writable(targets.values())
     plate_tensor = _load_plate(plate, info)
     transparent_ok = is_png_sequence(targets.get("composite", Path("x.mp4")))
-    bg = _resolve_background(background, transparent_ok, info.height, info.width)
+    bg = resolve_background(background, transparent_ok, info.height, info.width)
     if matter is None:
         from mattingkit.apps.inference import Matter
 

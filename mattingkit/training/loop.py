@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,14 +76,10 @@ from mattingkit.training.checkpoint import (
     save_checkpoint,
 )
 
-if TYPE_CHECKING:
-    from mattingkit.notebook.plotting import LiveLossPlot
-
 __all__ = [
     "OFFICIAL_LEARNING_RATES",
     "TrainConfig",
     "TrainResult",
-    "LiveLossPlot",
     "train",
     "training_step",
     "per_process_batch",
@@ -96,17 +92,8 @@ __all__ = [
     "build_model",
     "main",
 ]
-# LiveLossPlot (mattingkit.notebook.plotting) and the checkpoint functions (mattingkit.training.checkpoint) are
-# re-exported: chapter 06 imports everything it trains with from here.
-
-
-def __getattr__(name: str) -> Any:
-    # LiveLossPlot on first use, so the CLI and every torchrun process skip matplotlib/IPython.
-    if name == "LiveLossPlot":
-        from mattingkit.notebook.plotting import LiveLossPlot
-
-        return LiveLossPlot
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The checkpoint functions (mattingkit.training.checkpoint) are re-exported: chapter 06 imports
+# what it trains with from here. Progress reaches a notebook through ``callbacks``.
 
 
 STAGES = ("base", "refine")

@@ -17,17 +17,22 @@ __all__ = [
     "ALIASES",
     "FILENAMES",
     "SHIPPED_FILENAME",
+    "SHIPPED_LABEL",
     "check_name_or_file",
     "fetch_registry_file",
+    "is_shipped",
     "official_sources",
     "require_shipped",
     "resolve_name",
+    "shipped_quality_warning",
     "unknown_name_message",
     "unknown_weights_message",
 ]
 
 #: mattingkit's own small model, shipped in ``assets/weights/``.
 SHIPPED_FILENAME = "mattingkit_mobilenetv2_fp16.pth"
+#: How a report names the shipped model.
+SHIPPED_LABEL = "mattingkit's shipped MobileNetV2"
 
 #: GitHub release that mirrors the Google Drive files.
 RELEASE_URL = "https://github.com/PeterL1n/BackgroundMattingV2/releases/download/v1.0.0"
@@ -136,6 +141,31 @@ def fetch_registry_file(
     if filename == SHIPPED_FILENAME:
         return require_shipped(asset_path("weights", SHIPPED_FILENAME))
     return fetch(filename, **official_sources(filename), cache_dir=cache_dir, progress=progress)
+
+
+def is_shipped(weights: object) -> bool:
+    """Whether weights given by name, alias or path are mattingkit's shipped model."""
+    if weights is None:
+        return False
+    if resolve_name(str(weights)) == Path(SHIPPED_FILENAME).stem:
+        return True
+    from mattingkit.runtime import asset_path
+
+    try:
+        return Path(str(weights)).expanduser().samefile(asset_path("weights", SHIPPED_FILENAME))
+    except OSError:
+        return False
+
+
+def shipped_quality_warning() -> str:
+    """The one warning after results made with the shipped model (the ``mattingkit``
+    command's report and the demo's print it; ``--weights`` is an option of both)."""
+    return (
+        f"These results come from {SHIPPED_LABEL}, a small model trained offline on synthetic "
+        "data: far below the official weights in quality (on real photos expect holes, "
+        "specks and parts of the subject left almost transparent). For real footage use "
+        "--weights resnet50 or --weights mobilenetv2 (downloaded once)."
+    )
 
 
 def require_shipped(path: Path) -> Path:
