@@ -440,7 +440,7 @@ def figures_while_live(page, server, name: str, probe: KernelProbe, iopub, artif
         "    start = widget.frames_matted\n"
         "    fig, ax = plt.subplots(figsize=(3, 2))\n"
         "    ax.plot([0, 1], [0, 1])\n"
-        "    deadline = _time.monotonic() + 120  # a guard only: frames come over a subshell\n"
+        "    deadline = _time.monotonic() + 200  # a guard only, below WAIT_MS: frames come over a subshell\n"
         "    while widget.frames_matted < start + frames and _time.monotonic() < deadline:\n"
         "        _time.sleep(0.02)\n"
         "    _during.append(widget.frames_matted - start)\n"
