@@ -326,6 +326,11 @@ function render({ model, el }) {
     state.answered += 1;
     if (message.kind === "matte") state.matted += 1;
     const bitmap = await createImageBitmap(new Blob([buffers[0]], { type: "image/jpeg" }));
+    if (state.gone) {
+      // The kernel went away while the frame was decoded: keep the grey "gone" canvas.
+      bitmap.close();
+      return;
+    }
     if (output.width !== bitmap.width || output.height !== bitmap.height) {
       output.width = bitmap.width;
       output.height = bitmap.height;
