@@ -198,12 +198,16 @@ def scratch_folder(name: str) -> Path:
 # --- Colab setup (called by the first code cell of every notebook) ---------------------
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _installed_versions() -> dict[str, str]:
     versions = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if name:
-            versions[name.lower().replace("_", "-")] = dist.version
+            versions[_canonical(name)] = dist.version
     return versions
 
 
@@ -216,8 +220,59 @@ def _distributions_of_imported_modules() -> set[str]:
         return set(_installed_versions())  # cannot tell: assume everything is imported
     for module, dists in mapping().items():
         if module in imported:
-            names.update(d.lower().replace("_", "-") for d in dists)
+            names.update(_canonical(d) for d in dists)
     return names
+
+
+def colab_requirements(checkout: Path | str = COLAB_CHECKOUT) -> list[str]:
+    """What mattingkit needs on Colab: its dependencies plus the ``[colab]`` extra, read
+    from the checkout's ``pyproject.toml``."""
+    text = (Path(checkout) / "pyproject.toml").read_text(encoding="utf-8")
+    try:
+        import tomllib  # Python >= 3.11 (Colab has 3.13)
+    except ImportError:  # pragma: no cover -- Python 3.9/3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    project = tomllib.loads(text)["project"]
+    return [*project["dependencies"], *project.get("optional-dependencies", {}).get("colab", [])]
+
+
+def missing_requirements(
+    requirements: Sequence[str], installed: dict[str, str] | None = None
+) -> list[str]:
+    """The requirements that no installed version satisfies (absent, or too old/new).
+
+    A preinstalled package that satisfies its requirement is never reinstalled: on Colab,
+    upgrading the preinstalled ipywidgets 7 to 8 stops core widgets from rendering
+    (googlecolab/colabtools issue 3020), and a changed package the kernel has imported
+    needs a restart.
+    """
+    from packaging.requirements import Requirement
+
+    installed = _installed_versions() if installed is None else installed
+    missing = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        version = installed.get(_canonical(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(text)
+    return missing
+
+
+def _link_checkout(checkout: Path) -> Path | None:
+    """Make ``checkout`` importable in every later Python process of this runtime (kernels,
+    subprocesses) with a ``.pth`` file in site-packages: what an editable install does,
+    without building anything. Returns the file, or None when site-packages is read-only
+    (the running kernel still has the checkout on ``sys.path``, put there by the setup cell)."""
+    import sysconfig
+
+    target = Path(sysconfig.get_paths()["purelib"]) / "mattingkit-checkout.pth"
+    try:
+        target.write_text(f"{Path(checkout).resolve()}\n", encoding="utf-8")
+    except OSError:
+        return None
+    return target
 
 
 def colab_install(
@@ -226,19 +281,30 @@ def colab_install(
     custom_widgets: bool = False,
     run: Callable[[Sequence[str]], object] | None = None,
 ) -> list[str]:
-    """Install the checkout with its notebook extras and say whether to restart. Chapter 01.
+    """Install only what the runtime lacks, and say whether to restart. Chapter 01.
 
-    The Colab setup cell clones the repository and calls this. It runs
-    ``pip install -q -e "<checkout>[colab]"``, turns on Colab's custom widget
-    manager when a chapter uses non-core widgets, and prints a restart notice only
+    The Colab setup cell clones the repository, puts it on ``sys.path`` and calls this. It
+    reads mattingkit's requirements (dependencies and the ``[colab]`` extra) from the
+    checkout, keeps every preinstalled package that satisfies them (Colab's ipywidgets 7,
+    anywidget, numpy, OpenCV, torch: nothing is upgraded), runs ``pip install -q`` for the
+    rest only (on Colab today: ``av``), and links the checkout into site-packages (a
+    ``.pth`` file, no build, so no restart: the package is already importable in the
+    running kernel). It turns on Colab's custom widget manager when a chapter uses
+    non-core widgets (anywidget does it by itself as well). A restart notice is printed only
     when pip changed a package that the running kernel had already imported (the old
     version would stay loaded). Returns the names of those packages.
     """
     runner = run or (lambda command: subprocess.run(list(command), check=True))
+    checkout = Path(checkout)
     before = _installed_versions()
-    runner([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[colab]"])
-    importlib.invalidate_caches()
-    after = _installed_versions()
+    missing = missing_requirements(colab_requirements(checkout), before)
+    if missing:
+        print("Installing what this runtime lacks: " + ", ".join(missing))
+        runner([sys.executable, "-m", "pip", "install", "-q", *missing])
+        importlib.invalidate_caches()
+    if run is None:
+        _link_checkout(checkout)
+    after = _installed_versions() if missing else before
     changed = {name for name, version in after.items() if before.get(name, version) != version}
     stale = sorted(changed & _distributions_of_imported_modules())
     if custom_widgets and in_colab():

@@ -34,6 +34,18 @@ MAX_CLIPPED = 0.25
 # A colour panel with more pure-white pixels than this is washed out (e.g. an 8-bit frame
 # cast to float without dividing by 255: every non-zero value becomes 1.0).
 MAX_WHITE = 0.85
+# A single-channel panel whose values span less than this share of its colour scale has a
+# scale far wider than its data (an error map below 0.4 drawn over 0 to 1 looks black).
+MIN_COVERAGE = 0.4
+# A single-channel panel is ruled by outliers when, of its lit pixels (above the bottom 1%
+# of the scale), 99% sit in the bottom DIM_LEVEL of the scale: one hot pixel set the
+# contrast and everything else is near black. A sparse map whose lit pixels are bright
+# (a mask, a few refined patches) is fine.
+DIM_LEVEL = 0.10
+# Texts (titles, labels, tick labels) whose boxes overlap each other or another panel's
+# image by more than this many square pixels collide (e.g. a second row's titles drawn
+# over the first row's images).
+MAX_OVERLAP_PX = 4.0
 
 
 def panel_stats(image: Any, given: Any = None) -> dict[str, Any]:
@@ -54,6 +66,7 @@ def panel_stats(image: Any, given: Any = None) -> dict[str, Any]:
         clipped = float(outside[finite].mean()) if finite.any() else 0.0
         shown = image.to_rgba(np.ma.masked_invalid(values))[..., :3][finite]
         kind = "scalar"
+        scale = _scale_use(values[finite], low, high)
     else:
         rgb = raw[..., :3]
         pixels = valid if valid.ndim == 2 else valid[..., :3].all(axis=-1)
@@ -69,6 +82,7 @@ def panel_stats(image: Any, given: Any = None) -> dict[str, Any]:
             shown = np.clip(values, 0.0, 1.0)
         shown = shown[pixels]
         kind = "rgb"
+        scale = {}
     if shown.size == 0:
         return {"kind": kind, "shape": list(raw.shape), "spread": 0.0, "clipped": 0.0, "white": 0.0}
     return {
@@ -77,11 +91,37 @@ def panel_stats(image: Any, given: Any = None) -> dict[str, Any]:
         "spread": float(shown.max() - shown.min()),
         "clipped": clipped,
         "white": float((shown >= 1.0 - 1e-6).all(axis=-1).mean()),
+        **scale,
+    }
+
+
+def _scale_use(values: np.ndarray, low: float, high: float) -> dict[str, float]:
+    """How a single-channel panel uses its colour scale [low, high].
+
+    ``coverage``: the share of the scale its values span; ``lit``: the share of pixels
+    above the bottom 1% of the scale; ``lit_p99``: the 99th percentile of those pixels'
+    positions on the scale (0 bottom, 1 top).
+    """
+    if values.size == 0 or not high > low:
+        return {}
+    position = np.clip((values - low) / (high - low), 0.0, 1.0)
+    lit = position[position > 0.01]
+    return {
+        "coverage": float(position.max() - position.min()),
+        "lit": float(lit.size / position.size),
+        "lit_p99": float(np.percentile(lit, 99)) if lit.size else 0.0,
     }
 
 
 def panel_problem(stats: dict[str, Any]) -> str | None:
-    """None when a panel shows something; otherwise what is wrong with it, in words."""
+    """None when a panel shows something; otherwise what is wrong with it, in words.
+
+    A ``"figure"`` entry (one per figure shown, see :func:`install`) has a problem when
+    its texts collide (:func:`text_overlaps`).
+    """
+    if stats.get("kind") == "figure":
+        overlaps = stats.get("overlaps", [])
+        return f"overlapping text: {'; '.join(overlaps[:3])}" if overlaps else None
     if stats["spread"] < MIN_SPREAD:
         return "blank: every pixel shows the same colour"
     if stats["clipped"] > MAX_CLIPPED:
@@ -94,7 +134,91 @@ def panel_problem(stats: dict[str, Any]) -> str | None:
             f"washed out: {100 * stats['white']:.0f}% of its pixels are pure white "
             "(an 8-bit image cast to float without dividing by 255?)"
         )
+    if stats.get("coverage", 1.0) < MIN_COVERAGE:
+        return (
+            f"colour scale far wider than the data: its values span only "
+            f"{100 * stats['coverage']:.0f}% of the scale (give it a range that fits the data)"
+        )
+    if stats.get("lit", 0.0) > 0.001 and stats.get("lit_p99", 1.0) < DIM_LEVEL:
+        return (
+            f"contrast ruled by outliers: 99% of its lit pixels sit in the bottom "
+            f"{100 * DIM_LEVEL:.0f}% of the colour scale (use percentiles, e.g. "
+            "value_range='percentile')"
+        )
     return None
+
+
+def text_overlaps(fig: Any) -> list[str]:
+    """Texts of a drawn figure that collide with another text or another panel's image.
+
+    Compares the boxes of every visible text (titles, suptitle, axis and tick labels,
+    legends, annotations) with each other and with the images of the *other* axes, after
+    a draw. A text over its own axes' image (a label placed on a picture) is intended.
+    """
+    from matplotlib.image import AxesImage
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()  # lays the figure out as it was drawn, on any canvas
+    renderer = fig._get_renderer()
+    texts = []
+    for text in _drawn_texts(fig):
+        if not isinstance(text, Text) or not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.width > 0 and box.height > 0:
+            texts.append((text, box))
+    images = [
+        (image.axes, image.get_window_extent(renderer))
+        for image in fig.findobj(AxesImage)
+        if image.get_visible() and image.axes is not None
+    ]
+
+    def area(a: Any, b: Any) -> float:
+        width = min(a.x1, b.x1) - max(a.x0, b.x0)
+        height = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return width * height if width > 0 and height > 0 else 0.0
+
+    problems = []
+    for index, (text, box) in enumerate(texts):
+        for other, other_box in texts[index + 1 :]:
+            if area(box, other_box) > MAX_OVERLAP_PX:
+                problems.append(f"{text.get_text()!r} overlaps {other.get_text()!r}")
+        for axes, image_box in images:
+            if axes is not _owner(text) and area(box, image_box) > MAX_OVERLAP_PX:
+                title = axes.get_title() or "untitled"
+                problems.append(f"{text.get_text()!r} overlaps the image of panel {title!r}")
+    return problems
+
+
+def _drawn_texts(fig: Any) -> list[Any]:
+    """The texts a viewer sees: figure texts, and per visible axes its titles, texts,
+    legend, and (when its axis is on) axis labels and the tick labels inside its limits."""
+    texts = [*fig.texts, getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None)]
+    texts += [getattr(fig, "_supylabel", None)]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible():
+            texts += [*legend.get_texts(), legend.get_title()]
+        if not ax.axison:
+            continue
+        for axis in (ax.xaxis, ax.yaxis):
+            if not axis.get_visible():
+                continue
+            texts.append(axis.label)
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                if tick.get_visible() and low <= tick.get_loc() <= high:
+                    texts += [tick.label1, tick.label2]
+    # Once each: the suptitle is also one of fig.texts.
+    return list({id(text): text for text in texts if text is not None}.values())
+
+
+def _owner(text: Any) -> Any:
+    """The axes a text belongs to (a title's, a tick label's), or None for figure texts."""
+    return getattr(text, "axes", None)
 
 
 def _label(image: Any) -> str:
@@ -130,10 +254,34 @@ def install(report: str | Path) -> None:
 
     matplotlib.axes.Axes.imshow = imshow
 
+    import matplotlib.backend_bases
+
+    shown: list[dict[str, Any]] = []
+    print_figure = matplotlib.backend_bases.FigureCanvasBase.print_figure
+
+    @functools.wraps(print_figure)
+    def print_and_check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        printed = print_figure(self, *args, **kwargs)
+        figure = self.figure
+        try:
+            overlaps = text_overlaps(figure)
+        except Exception as error:  # noqa: BLE001 - report, never break the notebook
+            overlaps = [f"could not check: {type(error).__name__}: {error}"]
+        titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+        suptitle = getattr(figure, "_suptitle", None)
+        label = suptitle.get_text() if suptitle is not None else (titles[0] if titles else "")
+        shown.append({"label": f"figure {label!r}", "kind": "figure", "overlaps": overlaps})
+        return printed
+
+    matplotlib.backend_bases.FigureCanvasBase.print_figure = print_and_check
+
     def after_cell(result: Any) -> None:
-        if not drawn:
+        if not drawn and not shown:
             return
         lines = []
+        for entry in shown:
+            lines.append(json.dumps({**entry, "execution_count": result.execution_count}))
+        shown.clear()
         for image, given in drawn:
             try:
                 entry = {"label": _label(image), **panel_stats(image, given)}

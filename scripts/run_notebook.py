@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -189,14 +190,19 @@ def run_notebook(
     fast: bool = True,
     output: Path | None = None,
     probe_figures: bool = False,
+    extra_cells: Sequence[str] = (),
 ) -> tuple[RunResult, nbformat.NotebookNode]:
     """Execute ``path``; raises ``nbclient.exceptions.CellExecutionError`` on any error.
 
     ``probe_figures=True`` records every image panel (``RunResult.panels``, each with the
-    index of the cell that drew it) for ``RunResult.blank_panels()``.
+    index of the cell that drew it) for ``RunResult.blank_panels()``. ``extra_cells`` are
+    code run after the notebook's last cell in the same kernel (``--solutions``: the
+    chapter's solution cells, as a student runs them on request); they are appended to the
+    returned notebook, so the notebook's own cells keep their indices.
     """
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
+    nb.cells.extend(nbformat.v4.new_code_cell(source) for source in extra_cells)
     env_before = os.environ.get("MATTINGKIT_FAST")
     if fast:
         os.environ["MATTINGKIT_FAST"] = "1"  # the kernel inherits our environment
@@ -259,6 +265,26 @@ def run_notebook(
     return result, nb
 
 
+def solution_sources(path: Path | str) -> list[str]:
+    """The code of ``path``'s solution cells (``%%solution`` line removed), in order."""
+    from mattingkit.notebook.exercises import solution_code
+
+    nb = nbformat.read(path, as_version=4)
+    codes = (solution_code(cell.source) for cell in nb.cells if cell.cell_type == "code")
+    return [code for code in codes if code is not None]
+
+
+def solution_checks(nb: nbformat.NotebookNode, count: int) -> list[str]:
+    """The ✓/✗ lines printed by the last ``count`` cells of an executed notebook."""
+    text = "".join(
+        output.get("text", "")
+        for cell in nb.cells[len(nb.cells) - count :]
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    return [line for line in text.splitlines() if line.startswith(("✓", "✗"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path)
@@ -267,17 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="save the executed notebook (one path only)")
     parser.add_argument("--cells", action="store_true", help="also print the 5 slowest cells")
     parser.add_argument("--figures", action="store_true", help="check every image panel")
+    parser.add_argument(
+        "--solutions",
+        action="store_true",
+        help="then run the chapter's solution cells (Run All skips them) and print their checks",
+    )
     args = parser.parse_args(argv)
     if args.output and len(args.paths) != 1:
         parser.error("--output needs exactly one notebook")
     status = 0
     for path in args.paths:
-        result, _ = run_notebook(
+        result, notebook = run_notebook(
             path,
             timeout=args.timeout,
             fast=not args.full,
             output=args.output,
             probe_figures=args.figures,
+            extra_cells=solution_sources(path) if args.solutions else (),
         )
         summary = asdict(result)
         summary.pop("cell_seconds")
@@ -293,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
             summary["panels"] = len(result.panels)
             summary["blank_panels"] = result.blank_panels()
             status = status or int(bool(summary["blank_panels"]))
+        if args.solutions:
+            checks = solution_checks(notebook, len(solution_sources(path)))
+            summary["solution_checks"] = checks
+            status = status or int(not checks or any(line.startswith("✗") for line in checks))
         print(json.dumps(summary, ensure_ascii=False))
     return status
 

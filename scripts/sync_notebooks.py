@@ -7,11 +7,12 @@ else, so a URL, an install step or a chapter link cannot drift between chapters:
    "Launch Binder" badges for *this* file, and the navigation: the paper (arXiv
    2012.07810) and the parts of it the chapter rebuilds, the chapters to read first,
    the measured run time, previous/next links and a table of contents built from the
-   chapter's own ``##`` headings;
+   chapter's own ``##`` headings, and a link to the notation table (:data:`NOTATION`);
 2. a code cell (tags ``mattingkit-setup``, ``skip-execution``): harmless outside Colab;
    on Colab it clones the repository into ``/content/mattingkit`` and calls
    :func:`mattingkit.runtime.colab_install`;
-3. last, a markdown cell (tag ``mattingkit-footer``): previous / next chapter links.
+3. last, a markdown cell (tag ``mattingkit-footer``): the chapter's further reading
+   (``further_reading``), then previous / next chapter links.
 
 Both URLs come from ``mattingkit.runtime.REPO_URL`` / ``REPO_BRANCH``. The per-notebook
 settings live in the notebook metadata under ``"mattingkit"``::
@@ -21,7 +22,8 @@ settings live in the notebook metadata under ``"mattingkit"``::
      "custom_widgets": false,            # true: enable Colab's custom widget manager
      "paper": "Sec. 2; Sec. 4 (the compositing equation); Fig. 8",  # what it rebuilds
      "prerequisites": ["01", "PyTorch tensors"],  # chapter numbers become links
-     "runtime": {"fast": "7 s", "full": "9 s", "gpu": "not measured"}}
+     "runtime": {"fast": "7 s", "full": "9 s", "gpu": "not measured"},
+     "further_reading": ["Porter and Duff, *Compositing Digital Images*, SIGGRAPH 1984"]}
 
 Chapter titles for the links are read from the sibling notebooks' metadata. Run times
 are measured (``python scripts/run_notebook.py [--full] --cells notebooks/NN_x.ipynb``)
@@ -78,8 +80,17 @@ PAPER = (
 )
 #: Where the chapters' run times were measured, unless ``runtime.machine`` says otherwise.
 MEASURED_ON = "an idle 2-core AMD EPYC CPU (AVX2, no AVX-512)"
+#: The Colab runtime the chapters were tested against: its published package list
+#: (``tests/colab/pip-freeze.txt``), rebuilt by ``tests/test_colab_env.py``.
+COLAB_TESTED = (
+    "tested against the Colab runtime of 2026-08-19 (Python 3.13, torch 2.11, ipywidgets "
+    "7.7.1, anywidget 0.9.21; package list of googlecolab/backend-info a724079) in a "
+    "Colab-like environment built from that list; the README says what to check before class"
+)
 #: The settings every chapter must carry (``tests/test_notebooks.py`` checks them).
-NAVIGATION_KEYS = ("paper", "prerequisites", "runtime")
+NAVIGATION_KEYS = ("paper", "prerequisites", "runtime", "further_reading")
+#: The notation table every chapter links to (symbols of the paper beside the code's names).
+NOTATION = "NOTATION.md"
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -113,9 +124,10 @@ def settings_of(nb: nbformat.NotebookNode, path: Path) -> dict:
 
 
 def chapter_number(filename: str) -> str:
-    """``"03"`` for ``03_base_network.ipynb``; empty for a file without a number."""
+    """``"03"`` for ``03_base_network.ipynb``, ``"04b"`` for ``04b_refinement_speed.ipynb`` (a
+    chapter inserted after 04, sorted between 04 and 05); empty for a file without a number."""
     number = filename.split("_", 1)[0]
-    return number if number.isdigit() else ""
+    return number if re.fullmatch(r"[0-9]{2}[a-z]?", number) else ""
 
 
 def chapter_label(filename: str, title: str) -> str:
@@ -218,10 +230,12 @@ def header_cell(
             f"{prerequisites_text(settings['prerequisites'], chapters)} |"
         )
     rows.append(f"| **Run time** | {runtime_text(settings.get('runtime', {}))} |")
+    rows.append(f"| **Colab** | {COLAB_TESTED} |")
     before, after = neighbours(chapters, filename)
     links = [f"← {_link(*before)}" if before else "", "[all chapters](README.md)"]
     links.append(f"{_link(*after)} →" if after else "")
     rows.append(f"| **Chapters** | {' · '.join(link for link in links if link)} |")
+    rows.append(f"| **Notation** | [the paper's symbols beside the code's names]({NOTATION}) |")
     source = [
         f"# {chapter_label(filename, title)}",
         "",
@@ -245,16 +259,21 @@ def header_cell(
     return cell
 
 
-def footer_cell(filename: str, chapters: list[tuple[str, str]]) -> nbformat.NotebookNode:
-    """The last cell: the previous and next chapter, so nobody scrolls back to the top."""
+def footer_cell(
+    filename: str, chapters: list[tuple[str, str]], reading: list[str] | None = None
+) -> nbformat.NotebookNode:
+    """The last cell: further reading (markdown items), then the previous and next chapter,
+    so nobody scrolls back to the top."""
     before, after = neighbours(chapters, filename)
     links = [
         f"**Previous:** {_link(*before)}" if before else "**Previous:** none, this is the first",
         f"**Next:** {_link(*after)}" if after else "**Next:** none, this is the last chapter",
         "[All chapters](README.md)",
     ]
+    further = "".join(f"* {item}\n" for item in reading or [])
+    further = f"### Further reading\n\n{further}\n" if further else ""
     cell = nbformat.v4.new_markdown_cell(
-        "---\n\n" + " · ".join(links), metadata={"tags": [FOOTER_TAG]}
+        "---\n\n" + further + " · ".join(links), metadata={"tags": [FOOTER_TAG]}
     )
     cell.id = FOOTER_TAG
     return cell
@@ -296,7 +315,7 @@ def synced(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
     chapters = chapters_beside(path, settings["title"])
     header = header_cell(path.name, settings["title"], settings, section_headings(body), chapters)
     out.cells = [header, setup_cell(settings["custom_widgets"]), *body]
-    out.cells.append(footer_cell(path.name, chapters))
+    out.cells.append(footer_cell(path.name, chapters, settings.get("further_reading")))
     out.metadata["mattingkit"] = settings
     out.metadata["kernelspec"] = dict(KERNELSPEC)
     out.metadata["language_info"] = {"name": "python"}

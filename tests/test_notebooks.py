@@ -25,6 +25,7 @@ import nbformat
 import pytest
 
 from mattingkit import runtime
+from mattingkit.notebook.exercises import solution_code
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -59,12 +60,21 @@ _RUNS: dict[Path, tuple[object, nbformat.NotebookNode] | BaseException] = {}
 def executed(path: Path) -> tuple[object, nbformat.NotebookNode]:
     """Run ``path`` once per session in fast mode, recording its image panels.
 
-    Returns ``(RunResult, executed notebook)``; a failed run is cached too (and re-raised
-    each time), so a broken chapter is not executed again by every test that needs it.
+    After the chapter's last cell, the same kernel runs the chapter's solution cells as a
+    student does on request (``%%solution`` line removed; ``run_notebook.solution_sources``):
+    they are appended to the returned notebook, so its own cells keep their indices and
+    ``tests/test_solutions.py`` needs no second run. Returns ``(RunResult, executed
+    notebook)``; a failed run is cached too (and re-raised each time), so a broken chapter
+    is not executed again by every test that needs it.
     """
     if path not in _RUNS:
         try:
-            _RUNS[path] = run_notebook.run_notebook(path, timeout=CELL_TIMEOUT, probe_figures=True)
+            _RUNS[path] = run_notebook.run_notebook(
+                path,
+                timeout=CELL_TIMEOUT,
+                probe_figures=True,
+                extra_cells=run_notebook.solution_sources(path),
+            )
         except Exception as error:  # noqa: BLE001 - cached, re-raised below
             _RUNS[path] = error
     run = _RUNS[path]
@@ -136,10 +146,32 @@ def test_navigation_metadata(path):
 
 
 @by_name
+def test_links_the_notation_table_and_further_reading(path):
+    """One notation table for all chapters, linked from every header; reading in every footer."""
+    assert (ROOT / "notebooks" / sync_notebooks.NOTATION).is_file()
+    cells = nbformat.read(path, as_version=4).cells
+    assert f"]({sync_notebooks.NOTATION})" in cells[0].source, f"{path.name}: no notation link"
+    assert "### Further reading\n\n* " in cells[-1].source, f"{path.name}: no further reading"
+
+
+def test_sync_renders_further_reading_in_the_footer(tmp_path):
+    path = _chapter(
+        tmp_path, "01_x.ipynb", "X", ["## Summary"], further_reading=["Porter and Duff, 1984"]
+    )
+    assert sync_notebooks.main([str(path)]) == 0
+    nb = nbformat.read(path, as_version=4)
+    assert "### Further reading\n\n* Porter and Duff, 1984\n" in nb.cells[-1].source
+    assert "**Previous:**" in nb.cells[-1].source
+    assert f"[the paper's symbols beside the code's names]({sync_notebooks.NOTATION})" in (
+        nb.cells[0].source
+    )
+
+
+@by_name
 def test_links_to_chapters_exist(path):
     """Every link to a notebook points at a chapter that exists (no stale cross-references)."""
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
-    targets = set(re.findall(r"\]\(([0-9]{2}_[A-Za-z0-9_]+\.ipynb)(?:#[^)]*)?\)", text))
+    targets = set(re.findall(r"\]\(([0-9]{2}[a-z]?_[A-Za-z0-9_]+\.ipynb)(?:#[^)]*)?\)", text))
     names = {p.name for p in NOTEBOOKS}
     assert targets <= names, f"{path.name} links to missing chapters: {sorted(targets - names)}"
 
@@ -180,8 +212,8 @@ def test_solutions_never_overwrite_the_students_names(path):
     for cell in cells[start:]:
         if cell.cell_type != "code":
             continue
-        hidden = cell.metadata.get("jupyter", {}).get("source_hidden", False)
-        (solution if hidden else student).update(_assigned_names(cell.source))
+        code = solution_code(cell.source)
+        (student if code is None else solution).update(_assigned_names(code or cell.source))
     clash = student & solution
     assert not clash, f"{path.name}: the solution cell rebinds the student's {sorted(clash)}"
 

@@ -130,3 +130,15 @@ def test_overlay_patches_without_borders_keeps_pixels_readable():
     out = plotting.overlay_patches(image, selected, patch_size=4, borders=False, opacity=0.2)
     np.testing.assert_allclose(out, np.broadcast_to(out[0, 0], out.shape))  # no outline
     assert out[0, 0, 0] > 0.5 and out[0, 0, 2] < 0.5
+
+
+def test_percentile_range_ignores_hot_pixels_and_keeps_sparse_maps_visible():
+    values = np.linspace(0, 0.05, 10_000).reshape(100, 100)
+    values[0, 0] = 1.0  # one hot pixel: min-max would draw everything else near black
+    low, high = plotting.percentile_range(values)
+    assert low <= 0.001 and 0.045 < high < 0.06
+    sparse = np.zeros((100, 100))
+    sparse[:3, :3] = np.linspace(0.1, 0.9, 9).reshape(3, 3)  # silent but for 9 pixels
+    low, high = plotting.percentile_range(sparse)
+    assert low == 0.0 and 0.8 < high <= 0.9
+    assert plotting.percentile_range(np.zeros((4, 4))) == (0.0, 1.0)

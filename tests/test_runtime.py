@@ -89,17 +89,30 @@ def test_colab_url_uses_the_one_repo_url():
     assert runtime.REPO_BRANCH == "main"
 
 
-def test_colab_install_runs_pip_and_reports_restart(monkeypatch, capsys):
-    commands = []
-    versions = iter([{"numpy": "1.0", "newpkg": "1.0"}, {"numpy": "2.0", "newpkg": "1.0"}])
+def test_colab_install_installs_only_what_is_missing_and_reports_restart(monkeypatch, capsys):
+    """Colab's preinstalled widgets (ipywidgets 7.7.1, anywidget) are kept; only the
+    missing or unsatisfied requirements go to pip, and an imported one that changed asks
+    for a restart."""
+    colab = {"ipywidgets": "7.7.1", "anywidget": "0.9.21", "numpy": "1.0", "torch": "2.11.0"}
+    colab |= {"torchvision": "0.26.0", "opencv-python-headless": "5.0.0.93", "gdown": "5.2.2"}
+    colab |= {"tqdm": "4.67.3", "matplotlib": "3.10.0", "scikit-image": "0.25.2"}
+    versions = iter([colab, {**colab, "numpy": "2.0", "av": "14.0"}])
     monkeypatch.setattr(runtime, "_installed_versions", lambda: next(versions))
     monkeypatch.setattr(runtime, "_distributions_of_imported_modules", lambda: {"numpy"})
-    stale = runtime.colab_install("/content/mattingkit", run=commands.append)
-    assert commands == [
-        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mattingkit[colab]"]
-    ]
+    commands = []
+    stale = runtime.colab_install(ROOT, run=commands.append)
+    assert commands == [[sys.executable, "-m", "pip", "install", "-q", "numpy>=1.23", "av>=12"]]
     assert stale == ["numpy"]
     assert "Restart the runtime" in capsys.readouterr().out
+
+
+def test_colab_requirements_accept_colabs_preinstalled_widgets():
+    requirements = runtime.colab_requirements(ROOT)
+    installed = {"ipywidgets": "7.7.1", "anywidget": "0.9.21", "jupyterlab-widgets": "3.0.16"}
+    widgets = [r for r in requirements if r.startswith(("ipywidgets", "anywidget"))]
+    assert widgets and runtime.missing_requirements(widgets, installed) == []
+    assert runtime.missing_requirements(["av>=12"], installed) == ["av>=12"]
+    assert runtime.missing_requirements(["Foo_Bar>=1"], {"foo-bar": "1.2"}) == []
 
 
 def test_colab_install_without_restart_and_with_widgets(monkeypatch, capsys):
@@ -111,7 +124,7 @@ def test_colab_install_without_restart_and_with_widgets(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google", google)
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(runtime, "_installed_versions", lambda: {"numpy": "1.0"})
-    stale = runtime.colab_install(custom_widgets=True, run=lambda command: None)
+    stale = runtime.colab_install(ROOT, custom_widgets=True, run=lambda command: None)
     assert stale == []
     assert enabled == [1]
     assert "no restart needed" in capsys.readouterr().out

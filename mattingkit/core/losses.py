@@ -169,8 +169,10 @@ def error_mse(
 ) -> torch.Tensor:
     """Teach the error map to predict where the alpha is wrong: ``mean((err - |pha.detach() - true|)^2)``.
 
-    Chapter 05. The target ``|pred_pha - true_pha|`` is *detached*: this term trains only the error
-    head, it must not push the alpha towards its own error estimate. ``train_base.py`` detaches it.
+    Chapter 05. The target ``|pred_pha - true_pha|`` is *detached*. There is no separate error head
+    (the error is channel 4 of the decoder's last convolution, like alpha), so this term's gradient
+    still reaches the whole network through ``pred_err``; the detach only keeps the *target* from
+    pulling the alpha towards the error estimate. ``train_base.py`` detaches it.
 
     Args:
         pred_err: ``(B, 1, H, W)`` predicted error map in ``[0, 1]``.
@@ -281,8 +283,10 @@ def refine_loss(
         return_terms: also return the seven detached terms as a dict.
         detach_error_target: the official ``train_refine.py`` does **not** detach
             ``up(pha_sm)`` in the error target (unlike ``train_base.py``), so there the last term
-            also pulls ``pha_sm`` towards ``pha*``. We detach by default, so that the error head
-            alone learns to predict the error, as in the base stage and the paper's description;
+            also moves ``pha_sm`` (towards ``|pha_sm - pha*| = err_sm``, which pushes alpha away
+            from the truth wherever the error map overestimates the error). We detach by default,
+            so that only the error prediction learns from this term, as in the base stage and the
+            paper's description;
             pass ``False`` to reproduce ``train_refine.py`` bit for bit.
 
     Returns:

@@ -7,9 +7,17 @@ A ``CheckResult`` is truthy when the answer passed (``if check_x(...):`` and
 ``assert check_x(...)`` work) but displays nothing as a cell's last value: the printed
 ✓/✗ line is the feedback, not a stray ``True``/``False`` under it.
 
-Layout: shared helpers first (reuse them in new sections), then one section per
-chapter (``# --- Chapter NN ---``). Authors of later chapters append their section at
-the end of this file.
+**Solutions are skipped by Run All.** A chapter's solution cell is collapsed and starts
+with the line ``%%solution`` (:data:`SOLUTION_MAGIC`): importing this module registers
+that cell magic, which runs nothing and shows nothing, so Run All prints no answer. A
+student who wants the solutions opens the cell (that is asking), deletes the
+``%%solution`` line and runs the cell: the solutions then run through the same checks as
+the student's answers. :func:`solution_code` gives a cell's code without that line
+(``tests/test_solutions.py`` runs every chapter's solutions this way after the chapter).
+
+Layout: shared helpers first (reuse them in new sections), then the solution cells, then
+one section per chapter (``# --- Chapter NN ---``). Authors of later chapters append
+their section at the end of this file.
 """
 
 from __future__ import annotations
@@ -127,11 +135,52 @@ def check_against_reference(
             error = mismatch(got, reference(*args), atol=atol)
         if error is not None:
             return failed(f"{name}: on {description}, {error}.")
-    return passed(f"{name} is correct on all {len(cases)} cases.")
+    cases_text = f"all {len(cases)} cases" if len(cases) > 1 else "its test case"
+    return passed(f"{name} is correct on {cases_text}.")
 
 
 def _random(seed: int, *shape: int) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- solution cells: skipped by Run All, run on request ------------------------------------
+
+#: The first line of every solution cell. Run All skips the cell; delete the line to run it.
+SOLUTION_MAGIC = "%%solution"
+#: The line after it, telling the student how to run the solutions.
+SOLUTION_HINT = (
+    "# Run All skips this cell (the %%solution line above). To run the solutions, "
+    "delete that line and run the cell."
+)
+
+
+def solution_code(source: str) -> str | None:
+    """The code of a solution cell without its ``%%solution`` line; None for any other cell."""
+    first, _, rest = source.partition("\n")
+    if first.split("#", 1)[0].strip() != SOLUTION_MAGIC:
+        return None
+    return rest
+
+
+def skip_solution(line: str, cell: str) -> None:
+    """The ``%%solution`` cell magic: the cell's code is not run and nothing is shown."""
+
+
+def register_solution_magic(shell: Any = None) -> bool:
+    """Register ``%%solution`` in ``shell`` (default: the running IPython, if any)."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # plain Python: no cells, nothing to register
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    shell.register_magic_function(skip_solution, magic_kind="cell", magic_name="solution")
+    return True
+
+
+register_solution_magic()  # every chapter imports its checks from here, before its exercises
 
 
 # --- Chapter 01 -----------------------------------------------------------------------------
@@ -375,12 +424,11 @@ def check_deepest_size(fn: Callable[[int, int], Any]) -> CheckResult:
 
 def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> CheckResult:
     """Chapter 03: ``fn(in_channels, out_channels, kernel_size, bias)`` = parameters of a Conv2d."""
-    cases = (
-        (6, 64, 7, False),
-        (3, 64, 7, False),
+    cases = (  # not the stem's (6, 64, 7) first: its count would give exercise 2 away
         (42, 24, 3, False),
         (12, 4, 3, True),
         (1280, 256, 1, False),
+        (5, 64, 7, False),
     )
     for in_channels, out_channels, kernel_size, bias in cases:
         with torch.device("meta"):
@@ -701,3 +749,44 @@ def check_naive_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
         ),
     ]
     return check_against_reference(fn, reference, cases, name="naive_composite")
+
+
+# --- Chapter 04b ----------------------------------------------------------------------------
+
+
+def check_window_share(fn: Callable[[int, int, int, int], Any]) -> CheckResult:
+    """Chapter 04b: ``fn(patches, window_side, height, width)`` = values the window path upsamples
+    (one ``window_side``² window per patch), as a share of the half-resolution map of an
+    ``height`` × ``width`` frame (one channel)."""
+    cases = ((5_000, 10, 1080, 1920), (20_000, 16, 2160, 3840), (100, 10, 1080, 1920))
+    for patches, side, height, width in cases:
+        expected = patches * side * side / ((height // 2) * (width // 2))
+        got, error = call_student(fn, patches, side, height, width)
+        if error is None and (
+            not isinstance(got, (int, float)) or abs(got - expected) > 1e-6 * max(expected, 1)
+        ):
+            error = f"expected {expected:.4f}, got {describe(got)}"
+            if isinstance(got, (int, float)) and abs(4 * got - expected) < 1e-6 * expected:
+                error += " (compare with the half-resolution map, not the full frame)"
+        if error is not None:
+            return failed(f"{patches:,} windows of {side}×{side} at {width}×{height}: {error}.")
+    return passed(
+        "HD: 5,000 windows hold 0.96 of the half-resolution map; 4K: 20,000 hold 2.47 of it, "
+        "so the window path's advantage shrinks at 4K."
+    )
+
+
+def check_fixed_preset_share(fn: Callable[[int, int, int], Any]) -> CheckResult:
+    """Chapter 04b: ``fn(sample_pixels, height, width)`` = share of the frame a fixed pixel
+    count refines (whole 4×4 patches, never more than the frame has)."""
+    cases = ((80_000, 1080, 1920), (80_000, 480, 640), (80_000, 240, 320), (320_000, 2160, 3840))
+    for pixels, height, width in cases:
+        expected = min(pixels, (height // 4) * (width // 4) * 16) / (height * width)
+        got, error = call_student(fn, pixels, height, width)
+        if error is None and (not isinstance(got, (int, float)) or abs(got - expected) > 1e-9):
+            error = f"expected {expected:.4f}, got {describe(got)}"
+            if isinstance(got, (int, float)) and got > 1:
+                error += " (a frame cannot be refined more than whole: cap it)"
+        if error is not None:
+            return failed(f"{pixels:,} pixels on {width}×{height}: {error}.")
+    return passed("80,000 pixels are 3.9% of HD, 26% of 640×480 and all of 320×240.")

@@ -95,16 +95,18 @@ def image_grid(
     ncols: int | None = None,
     size: float = 3.0,
     cmap: str = "gray",
-    value_range: tuple[float, float] | None = (0.0, 1.0),
-    value_ranges: Sequence[tuple[float, float] | None] | None = None,
+    value_range: tuple[float, float] | str | None = (0.0, 1.0),
+    value_ranges: Sequence[tuple[float, float] | str | None] | None = None,
     colorbar: bool = False,
     suptitle: str | None = None,
 ) -> Figure:
     """Lay images out in a grid and return the figure (without showing it). Chapter 01.
 
     Single-channel images use ``cmap`` over ``value_range`` (``None``: each image's own
-    min…max, useful for loss maps); ``value_ranges`` gives one range per image instead
-    (an alpha in [0, 1] beside an error map in [0, 0.2]); ``colorbar=True`` adds a scale.
+    min…max, useful for loss maps; ``"percentile"``: each image's own 1st…99th percentile
+    (:func:`percentile_range`), so a few hot pixels do not turn the rest of a feature map
+    black); ``value_ranges`` gives one range per image instead (an alpha in [0, 1] beside
+    an error map in [0, 0.2]); ``colorbar=True`` adds a scale.
     Colour images are shown as they are (clipped to [0, 1]).
     """
     images = list(images)
@@ -119,8 +121,15 @@ def image_grid(
     nrows = -(-len(images) // ncols)
     arrays = [to_numpy_image(image) for image in images]
     aspect = arrays[0].shape[0] / arrays[0].shape[1]
+    # Every row gets room for its titles (one line each), so a second row's titles never
+    # run into the first row's images; a suptitle gets its own line on top.
+    title_lines = max((title.count("\n") + 1 for title in titles or []), default=0)
+    row_height = size * aspect + 0.25 * title_lines
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * aspect * nrows + 0.4), squeeze=False
+        nrows,
+        ncols,
+        figsize=(size * ncols, row_height * nrows + (0.4 if suptitle else 0.15)),
+        squeeze=False,
     )
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -128,7 +137,12 @@ def image_grid(
             continue
         array = arrays[index]
         if array.ndim == 2:
-            vmin, vmax = ranges[index] if ranges[index] is not None else (None, None)
+            wanted = ranges[index]
+            if isinstance(wanted, str):
+                if wanted != "percentile":
+                    raise ValueError(f"unknown value range {wanted!r} (use 'percentile')")
+                wanted = percentile_range(array)
+            vmin, vmax = wanted if wanted is not None else (None, None)
             shown = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             if colorbar:
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
@@ -140,6 +154,25 @@ def image_grid(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def percentile_range(image: Any, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """A colour scale from the ``low``-th to the ``high``-th percentile of ``image``'s values.
+
+    Min…max lets one hot pixel decide the contrast of a whole feature map; percentiles
+    ignore the extreme 1 % at either end. A map that is flat except for a few pixels (a
+    ReLU channel silent almost everywhere, so the percentiles coincide) is scaled by the
+    percentiles of those few pixels instead, so they are not drawn blank.
+    """
+    values = np.asarray(to_numpy_image(image), dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    bottom, top = (float(v) for v in np.percentile(values, [low, high]))
+    if top <= bottom:
+        above = values[values > bottom]
+        top = float(np.percentile(above, high)) if above.size else bottom
+    return bottom, top if top > bottom else bottom + 1.0
 
 
 def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, **kwargs: Any) -> None:

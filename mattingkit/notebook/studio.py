@@ -8,8 +8,11 @@ this module only turns widget values into :class:`~mattingkit.notebook.studio_lo
 and outcomes into what the panel shows.
 
 * **media**: the bundled samples, a path (a mounted Google Drive too), an http(s) URL, a
-  Google Drive share link, or an upload (Colab's upload widget drops files above ~1 MB: the
-  panel says so);
+  Google Drive share link, or an upload. On Colab, where the upload widget silently drops
+  files above ~1 MB, the upload buttons open Colab's own file picker instead
+  (``google.colab.files.upload``, no widget messages, no limit) and a button mounts Google
+  Drive; a path under ``/content/drive`` mounts it by itself. Elsewhere the ``FileUpload``
+  widget stays;
 * **model**: backbone, official weights (downloaded on demand; offline the shipped model is
   used and the panel says so) or a weights file; HD/4K preset, refine mode, sample pixels;
 * **results**: source, plate, alpha, foreground, error map, refined patches and composite in
@@ -69,7 +72,7 @@ from mattingkit.notebook.studio_logic import (  # noqa: F401 -- the studio's pub
     stats_html,
     visible_fields,
 )
-from mattingkit.runtime import fast_mode
+from mattingkit.runtime import fast_mode, in_colab
 
 __all__ = [
     "COLAB_UPLOAD_LIMIT",
@@ -105,6 +108,16 @@ def _ipython_display(obj: Any) -> None:
         return
     if get_ipython() is not None:
         display(obj)
+
+
+class _nothing:
+    """A context manager that does nothing (``contextlib.nullcontext`` for Python 3.9)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class Studio:
@@ -221,9 +234,22 @@ class Studio:
         self.plate = text(
             plate, "clean plate", placeholder="path, http(s) URL or Google Drive link (an image)"
         )
-        self.source_upload = w.FileUpload(accept="image/*,video/*", description="upload frame")
-        self.plate_upload = w.FileUpload(accept="image/*", description="upload plate")
-        self.upload_note = w.HTML(f"<small>{escape(UPLOAD_TIP)}</small>", layout=wide())
+        #: On Colab: Colab's file picker and Drive instead of the FileUpload widget (whose
+        #: uploads of about 1 MB or more vanish there, ipywidgets issue 3452).
+        self.colab = in_colab()
+        self.colab_uploads: dict[str, tuple[dict[str, Any], ...]] = {}
+        self.upload_out = w.Output()
+        if self.colab:
+            self.source_upload = w.Button(description="upload frame", icon="upload")
+            self.plate_upload = w.Button(description="upload plate", icon="upload")
+            self.drive_button = w.Button(description="mount Google Drive", icon="hdd-o")
+            note = logic.COLAB_UPLOAD_NOTE
+        else:
+            self.source_upload = w.FileUpload(accept="image/*,video/*", description="upload frame")
+            self.plate_upload = w.FileUpload(accept="image/*", description="upload plate")
+            self.drive_button = None
+            note = UPLOAD_TIP
+        self.upload_note = w.HTML(f"<small>{escape(note)}</small>", layout=wide())
 
         self.backbone = w.Dropdown(
             options=list(BACKBONES), value=backbone, description="backbone", style=style
@@ -340,6 +366,18 @@ class Studio:
             ("video", self.video_out),
         ):
             widget.add_class(f"mk-studio-{name}")
+        self.upload_out.add_class("mk-studio-upload-out")
+        if self.drive_button is not None:
+            self.drive_button.add_class("mk-studio-drive-mount")
+            self.source_upload.on_click(
+                self._guarded(lambda: self.colab_upload("source"), "upload_status")
+            )
+            self.plate_upload.on_click(
+                self._guarded(lambda: self.colab_upload("plate"), "upload_status")
+            )
+            self.drive_button.on_click(self._guarded(self.mount_drive, "upload_status"))
+        self.upload_status = w.HTML()
+        self.upload_status.add_class("mk-studio-upload-status")
         self.run_progress.layout.display = "none"
 
         self.run_button.on_click(self._guarded(self.run, "status"))
@@ -354,9 +392,14 @@ class Studio:
                 section("1 · Media"),
                 self.media_choice,
                 self.source,
-                w.HBox([self.source_upload, self.plate_upload]),
+                w.HBox(
+                    [self.source_upload, self.plate_upload]
+                    + ([self.drive_button] if self.drive_button is not None else [])
+                ),
                 self.plate,
                 self.upload_note,
+                self.upload_status,
+                self.upload_out,
                 section("2 · Model and settings"),
                 w.HBox([self.weights, self.backbone]),
                 self.weights_file,
@@ -412,12 +455,73 @@ class Studio:
         )
 
     def _uploads(self) -> dict[str, Any]:
+        if self.colab:
+            return {field: self.colab_uploads.get(field, ()) for field in ("source", "plate")}
         return {"source": self.source_upload.value, "plate": self.plate_upload.value}
 
     def _update_visibility(self) -> None:
         visible = visible_fields(self.settings())
         for name, widget in self.controls.items():
             widget.layout.display = None if name in visible else "none"
+        if self.drive_button is not None:
+            self.drive_button.layout.display = self.source_upload.layout.display
+
+    # ---------------------------------------------------------------- Colab's own upload path
+    def colab_upload(self, field: str) -> str | None:
+        """Colab only: pick the ``field`` ("source" or "plate") file with Colab's own file
+        picker (``google.colab.files.upload``: the bytes do not travel through widget
+        messages, so the ~1 MB limit of the upload widget does not apply). Returns the name."""
+        from google.colab import files  # type: ignore[import-not-found]
+
+        if self._live:  # the picker is drawn where the output goes: under the buttons
+            self.upload_out.clear_output()
+            with self.upload_out:
+                picked = files.upload()
+            self.upload_out.clear_output()
+        else:
+            picked = files.upload()
+        value = logic.colab_upload_value(picked or {})
+        if not value:
+            self._say("upload_status", [Message("warn", "no file was chosen.")])
+            return None
+        self.colab_uploads[field] = value[-1:]
+        item = value[-1]
+        what = {"source": "frame or video", "plate": "clean plate"}
+        self._say(
+            "upload_status",
+            [
+                Message(
+                    "ok", f"{chosen[0]['name']} ({chosen[0]['size']:,} bytes) is the {what[key]}."
+                )
+                for key, chosen in self.colab_uploads.items()
+            ],
+        )
+        return str(item["name"])
+
+    def mount_drive(self) -> str:
+        """Colab only: mount Google Drive at ``/content/drive`` (Colab asks for permission)."""
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        with self.upload_out if self._live else _nothing():
+            drive.mount(logic.COLAB_DRIVE)
+        self._say(
+            "upload_status",
+            [
+                Message(
+                    "ok",
+                    f"Google Drive is mounted: give paths like {logic.COLAB_DRIVE}/MyDrive/clip.mp4.",
+                )
+            ],
+        )
+        return logic.COLAB_DRIVE
+
+    def _mount_drive_if_needed(self, settings: StudioSettings) -> None:
+        """On Colab, a path under /content/drive mounts Drive first (once)."""
+        paths = (settings.source, settings.plate, settings.background_image, settings.weights_file)
+        wanted = any(str(p).startswith(logic.COLAB_DRIVE + "/") for p in paths)
+        if self.colab and wanted and not os.path.ismount(logic.COLAB_DRIVE):
+            if not Path(logic.COLAB_DRIVE, "MyDrive").exists():
+                self.mount_drive()
 
     def _say(self, where: str, messages: list[Message]) -> None:
         """Show ``messages`` in one section's status line (replacing what it said before)."""
@@ -477,6 +581,7 @@ class Studio:
         status line under the Run button and in ``messages``, never raised.
         """
         settings = self.settings()
+        self._mount_drive_if_needed(settings)
         # A new run replaces everything the last one showed: no stale figure or composite.
         self.result = self.stats = self.figure = self.composite = None
         self.results_out.clear_output()

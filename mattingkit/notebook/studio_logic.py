@@ -63,11 +63,14 @@ __all__ = [
     "StudioMedia",
     "StudioSettings",
     "UPLOAD_TIP",
+    "COLAB_UPLOAD_NOTE",
+    "COLAB_DRIVE",
     "WEIGHT_SOURCES",
     "WORKING_SIZES",
     "background_argument",
     "background_label",
     "check_export",
+    "colab_upload_value",
     "composite_on",
     "error_message",
     "export_video",
@@ -105,6 +108,26 @@ UPLOAD_TIP = (
     "no error is shown. For larger files put them on Google Drive and use the path "
     "(/content/drive/MyDrive/..., after drive.mount) or a share link, or give an http(s) URL."
 )
+
+#: What the upload row says on Colab, where the buttons open Colab's own file picker.
+COLAB_UPLOAD_NOTE = (
+    "On Colab the upload buttons open Colab's own file picker (google.colab.files.upload), "
+    "which has no 1 MB limit: the file does not travel through widget messages. Very large "
+    "videos are quicker from Google Drive: click 'mount Google Drive', then give the path "
+    "(/content/drive/MyDrive/...)."
+)
+#: Where Colab mounts Google Drive.
+COLAB_DRIVE = "/content/drive"
+
+
+def colab_upload_value(picked: dict[str, bytes]) -> tuple[dict[str, Any], ...]:
+    """What ``google.colab.files.upload()`` returned (``{name: bytes}``) as a ``FileUpload``
+    value (the ipywidgets 8 shape), so that :func:`save_upload` takes either."""
+    return tuple(
+        {"name": name, "content": bytes(content), "size": len(content)}
+        for name, content in picked.items()
+    )
+
 
 SAMPLES = ("portrait", "clip")
 MEDIA_CHOICES = (("sample portrait", "portrait"), ("sample video", "clip"), ("your own", "own"))
@@ -442,7 +465,12 @@ def save_upload(value: Any, folder: PathLike | None = None) -> Path:
     """
     items = _upload_items(value)
     if not items:
-        raise MediaError("nothing uploaded yet. " + (UPLOAD_TIP if in_colab() else ""))
+        if in_colab():
+            raise MediaError(
+                "nothing uploaded yet: click 'upload frame' or 'upload plate' to open "
+                "Colab's file picker, or mount Google Drive and give a path."
+            )
+        raise MediaError("nothing uploaded yet.")
     name, content = items[-1]
     if not content:
         raise MediaError(f"the upload of {name} arrived empty. {UPLOAD_TIP}")

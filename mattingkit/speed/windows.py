@@ -62,7 +62,7 @@ def gather_windows(
     height: int,
     width: int,
 ) -> torch.Tensor:
-    """Chapter 04. Cut one (C, height, width) window per entry, zero where it leaves the image.
+    """Chapter 04b. Cut one (C, height, width) window per entry, zero where it leaves the image.
 
     Window ``i`` covers ``x[batch[i], :, top[i] : top[i] + height, left[i] : left[i] + width]``.
     Unlike :func:`crop_patches` nothing is padded, so the cost follows the number of windows,
@@ -119,7 +119,7 @@ def gather_inner_windows(
     height: int,
     width: int,
 ) -> torch.Tensor:
-    """Chapter 04. :func:`gather_windows` for windows that lie entirely inside the image.
+    """Chapter 04b. :func:`gather_windows` for windows that lie entirely inside the image.
 
     In channels-last memory a window row is one contiguous run of ``width * C`` numbers, so it
     is copied in one go instead of pixel by pixel: much faster for images with few channels.
@@ -201,7 +201,7 @@ def resize_matrix(
 def upsampled_conv_kernel(
     weight: torch.Tensor, upsample: torch.Tensor, offset: int, support: int
 ) -> torch.Tensor:
-    """Chapter 04. One kernel for "upsample by 2, crop, then convolve with ``weight``".
+    """Chapter 04b. One kernel for "upsample by 2, crop, then convolve with ``weight``".
 
     ``upsample`` is a :func:`resize_matrix` of a small map (factor 2) and the crop starts at
     row and column ``offset`` of the upsampled map. A valid ``k x k`` convolution of the crop
@@ -460,7 +460,7 @@ class WindowRefiner(Refiner):
         hid: torch.Tensor,
         index: PatchIndex,
     ) -> torch.Tensor:
-        """Chapter 04. Both stages for the window path in eval mode: (P, 4, 4, 4) patches.
+        """Chapter 04b. Both stages for the window path in eval mode: (P, 4, 4, 4) patches.
 
         The same function as ``stage2(cat(upsample(stage1(x)), crops))`` on the inputs of
         :meth:`inputs_from_windows`, with the arithmetic rearranged (equal within float

@@ -1,0 +1,1 @@
+"""Stand-in for the ``google`` namespace of a Colab runtime (tests only)."""
