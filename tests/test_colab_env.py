@@ -76,6 +76,7 @@ def _installed(env_dir: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.colab
 def test_every_chapter_runs_in_a_colab_like_environment(tmp_path, record_property):
     start = time.perf_counter()
     env_dir, record = colab_env.build()

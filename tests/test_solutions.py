@@ -205,3 +205,17 @@ def test_a_planted_unguarded_solution_fails_a_real_run(tmp_path):
     assert len(hits) == 1 and hits[0].startswith("cell 2 "), hits
     assert "adds 9,408 parameters" in output_text(ran.cells[-2])
     assert run_notebook.solution_checks(ran, 2) == ["✓ the solution checks out"]
+
+
+def test_an_unanswered_exercise_prints_no_expected_value(capsys):
+    """Run All leaves the student's ``None`` in place: the check must not print the answer."""
+    from mattingkit.notebook import exercises
+
+    checks = [getattr(exercises, n) for n in dir(exercises) if n.startswith("check_")]
+    checks = [c for c in checks if c is not exercises.check_against_reference]
+    assert len(checks) > 15
+    for check in checks:
+        result = check(None)
+        printed = capsys.readouterr().out
+        assert not result and "not answered yet" in printed, check.__name__
+        assert "expected" not in printed and not any(ch.isdigit() for ch in printed), printed

@@ -588,7 +588,8 @@ def test_every_field_has_its_own_layout_and_follows_the_choices(studio):
 
 
 class FakeIPython:
-    """What ipywidgets' Output sees inside a kernel: it prints tracebacks and swallows them."""
+    """What an ipywidgets Output would see inside a kernel: it prints tracebacks and swallows
+    them (the panel has none outside Colab now; this guards against one coming back)."""
 
     def __init__(self) -> None:
         self.tracebacks: list = []
@@ -616,13 +617,14 @@ def _sample_clip_studio(tmp_path) -> Studio:
         max_frames=2,
         cache=tmp_path,
     )
-    studio._live = True  # take the live path: progress bars and figures in Output widgets
+    studio._live = True  # take the live path: progress bar and figures in HTML widgets
     return studio
 
 
 def test_export_twice_reports_in_the_status_line_not_as_a_traceback(tmp_path, in_a_kernel):
     studio = _sample_clip_studio(tmp_path)
     studio.export_button.click()
+    assert "<progress" in studio.video_view.value and "2/2" in studio.video_view.value
     assert studio.video_report is not None and "2 frames" in studio.export_status.value
     first = (tmp_path / "out" / "composite.mp4").read_bytes()
     studio.export_button.click()  # overwrite is off
@@ -674,3 +676,26 @@ def test_a_crash_in_a_button_still_ends_in_its_status_line(studio, monkeypatch):
     monkeypatch.setattr(studio_logic, "composite_on", lambda *a, **k: 1 / 0)
     studio.background_button.click()  # must not raise: a callback error goes to the log
     assert "ZeroDivisionError" in studio.background_status.value
+
+
+def _widgets_under(widget) -> list:
+    children = getattr(widget, "children", ())
+    return [widget] + [w for child in children for w in _widgets_under(child)]
+
+
+def test_the_live_panel_uses_only_widgets_that_draw_on_ipywidgets_7_and_8(studio):
+    """No Output widget outside Colab (widgetsnbextension 3.6 cannot create its model in
+    Notebook 6.5); a live Run puts the figure in an HTML widget as an inline PNG."""
+    import ipywidgets
+
+    assert studio.upload_out is None
+    assert not any(isinstance(w, ipywidgets.Output) for w in _widgets_under(studio.widget))
+    studio._live = True
+    studio.run_button.click()
+    assert studio.results_view.value.startswith('<img src="data:image/png;base64,')
+    assert "<table" in studio.stats_view.value
+    studio.background_button.click()
+    assert studio.background_view.value.startswith('<img src="data:image/png;base64,')
+    studio.weights.value = "file"  # a failed run clears both figures
+    studio.run_button.click()
+    assert studio.results_view.value == "" and studio.background_view.value == ""

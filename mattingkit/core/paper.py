@@ -38,6 +38,8 @@ __all__ = [
     "refine_pixels_for",
     "official_settings",
     "scaled_settings",
+    "SHIPPED_BASE_SIDE",
+    "fixed_base_settings",
 ]
 
 
@@ -176,3 +178,32 @@ TABLE6: MappingProxyType[str, Quality] = MappingProxyType(
         "mobilenetv2": Quality(10.53, 9.62, 7904, 8808, 8.19),
     }
 )
+
+
+#: The base network input's short side, in pixels, at which mattingkit's shipped model
+#: (``assets/weights``) measured best. Its base network was trained on 128 x 128 inputs only;
+#: on held-out synthetic subjects at 512, 1024 and 2048 px (``scripts/diagnose_shipped_model.py``)
+#: a base input with a 128-192 px short side kept the holes at 1.9-2.7 % at every size (difference
+#: keying: 2.4-2.8 %), while 256 px gave 6-10 % and 512 px (the paper's 1/4 at 2048 px) 16-24 %;
+#: 192 px also had the lowest MSE (trimap band, sampling mode) of 128, 160, 192 and 256 px.
+SHIPPED_BASE_SIDE = 192
+
+
+def fixed_base_settings(
+    height: int, width: int, base_side: int = SHIPPED_BASE_SIDE
+) -> dict[str, float]:
+    """``MattingRefine`` settings that give the base network the same input size at any frame size.
+
+    Chapter 04. The paper's ``backbone_scale`` is a choice: 1/4 of HD is what the official
+    weights saw in training. A model trained on smaller inputs (mattingkit's shipped model:
+    128 px) should keep its base input near that size, or the subject is larger than any it
+    learned and it leaves holes in it (RVM likewise tells its users to keep its internal size
+    at 256-512 px). ``backbone_scale`` makes the short side ``base_side`` pixels (at most 1/2);
+    the refiner re-predicts :func:`refine_pixels_for` of the frame, as in :func:`scaled_settings`.
+    """
+    if base_side <= 0:
+        raise ValueError(f"base_side must be positive, got {base_side}")
+    return {
+        "backbone_scale": min(0.5, base_side / min(int(height), int(width))),
+        "refine_sample_pixels": refine_pixels_for(height, width),
+    }

@@ -22,6 +22,7 @@ their section at the end of this file.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,6 +65,22 @@ def failed(message: str) -> CheckResult:
     """Print a ✗ line and return a failing (falsy) result."""
     print(f"✗ {message}")
     return CheckResult(False, message)
+
+
+def answer_required(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """Say "not answered yet" for a ``None`` answer instead of checking it.
+
+    On Run All a student's exercise cell still holds ``None``; a check that compared it
+    would print the expected value, i.e. give the answer away before it was tried.
+    """
+
+    @functools.wraps(check)
+    def guarded(answer: Any = None, *args: Any, **kwargs: Any) -> CheckResult:
+        if answer is None:
+            return failed(f"{check.__name__}: not answered yet (replace None, run the cell again)")
+        return check(answer, *args, **kwargs)
+
+    return guarded
 
 
 def describe(value: Any) -> str:
@@ -186,6 +203,7 @@ register_solution_magic()  # every chapter imports its checks from here, before 
 # --- Chapter 01 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_unknowns_per_pixel(n: int, known_background: bool = False) -> CheckResult:
     """Chapter 01: how many unknowns per pixel does matting have (with/without a plate)?"""
     expected = 4 if known_background else 7
@@ -210,6 +228,7 @@ def check_unknowns_per_pixel(n: int, known_background: bool = False) -> CheckRes
     return failed(f"Matting {setting}: {n} is not right. {hint}")
 
 
+@answer_required
 def check_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 01: ``fn(fgr, pha, bgr)`` must return ``α·F + (1 − α)·B``."""
     from mattingkit.core.matting import composite
@@ -237,6 +256,7 @@ def check_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
     return check_against_reference(fn, composite, cases, name="composite")
 
 
+@answer_required
 def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 01: ``fn(src1, src2, bgr1, bgr2)`` must return the exact alpha (…,1,H,W)."""
     from mattingkit.core.matting import composite
@@ -265,6 +285,7 @@ def check_triangulation_alpha(fn: Callable[..., torch.Tensor]) -> CheckResult:
 # --- Chapter 02 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_residual_roundtrip(
     to_residual: Callable[..., torch.Tensor], to_foreground: Callable[..., torch.Tensor]
 ) -> CheckResult:
@@ -297,6 +318,7 @@ def check_residual_roundtrip(
     return passed("round trip F → F − I → F is exact.")
 
 
+@answer_required
 def check_upsampled_foreground(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 02: ``fn(residual_small, src)`` upsamples the low-resolution residual to
     ``src``'s size (bilinear) and returns ``clamp(src + residual, 0, 1)``."""
@@ -348,6 +370,7 @@ def _loss_cases(term: str) -> list[tuple[str, tuple[torch.Tensor, ...]]]:
     return [("a random batch of 2 error maps", (_random(34, 2, 1, 8, 8), pred_pha, true_pha))]
 
 
+@answer_required
 def check_loss(fn: Callable[..., torch.Tensor], term: str = "foreground_l1") -> CheckResult:
     """Chapter 05: compare a loss term written by hand with ``mattingkit.core.losses.<term>``.
 
@@ -405,6 +428,7 @@ def _meta_resnet_encoder() -> torch.nn.Module:
         return MattingBase("resnet50").backbone
 
 
+@answer_required
 def check_deepest_size(fn: Callable[[int, int], Any]) -> CheckResult:
     """Chapter 03: ``fn(height, width)`` must return the (H, W) of the ResNet's ``out16`` map."""
     encoder = _meta_resnet_encoder()
@@ -422,6 +446,7 @@ def check_deepest_size(fn: Callable[[int, int], Any]) -> CheckResult:
     return passed("right on all sizes, odd ones included: output stride 16, rounding up.")
 
 
+@answer_required
 def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> CheckResult:
     """Chapter 03: ``fn(in_channels, out_channels, kernel_size, bias)`` = parameters of a Conv2d."""
     cases = (  # not the stem's (6, 64, 7) first: its count would give exercise 2 away
@@ -445,6 +470,7 @@ def check_conv_parameters(fn: Callable[[int, int, int, bool], Any]) -> CheckResu
     return passed("conv parameters = out × in × k × k (+ out for the bias).")
 
 
+@answer_required
 def check_split_outputs(fn: Callable[..., Any]) -> CheckResult:
     """Chapter 03: ``fn(raw, src)`` turns (B, 37, H, W) into ``(pha, fgr, err, hid)``."""
     from mattingkit.core.model import split_outputs
@@ -469,6 +495,7 @@ def check_split_outputs(fn: Callable[..., Any]) -> CheckResult:
 # --- Chapter 04 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_patch_count(fn: Callable[[int, int, int], Any]) -> CheckResult:
     """Chapter 04: ``fn(sample_pixels, height, width)`` = 4×4 patches refined in sampling mode."""
     from mattingkit.core.refiner import select_refinement_regions
@@ -490,6 +517,7 @@ def check_patch_count(fn: Callable[[int, int, int], Any]) -> CheckResult:
     return passed("k = min(sample_pixels // 16, (H/4)·(W/4)) patches.")
 
 
+@answer_required
 def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> CheckResult:
     """Chapter 04: ``fn(err, k)`` marks the k largest errors of each image with 1 (else 0)."""
     from mattingkit.core.refiner import select_refinement_regions
@@ -506,6 +534,7 @@ def check_select_worst(fn: Callable[[torch.Tensor, int], Any]) -> CheckResult:
     return check_against_reference(fn, reference, cases, name="select_worst")
 
 
+@answer_required
 def check_macs_per_patch(n: Any) -> CheckResult:
     """Chapter 04: multiply-accumulates of the refiner for ONE 4×4 patch (3×3 kernels)."""
     from mattingkit import MattingRefine
@@ -534,6 +563,7 @@ def check_macs_per_patch(n: Any) -> CheckResult:
 # --- Chapter 06 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_learning_rates(fn: Callable[[str, float], Any]) -> CheckResult:
     """Chapter 06: ``fn(stage, lr_scale)`` returns ``{submodule: learning rate}`` for a stage.
 
@@ -562,6 +592,7 @@ def check_learning_rates(fn: Callable[[str, float], Any]) -> CheckResult:
     return passed("the parameter groups and rates match the official train_base/train_refine.")
 
 
+@answer_required
 def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> CheckResult:
     """Chapter 06: ``fn(size, fraction)`` = pixels the refiner re-predicts in a size×size crop.
 
@@ -595,6 +626,7 @@ def check_refine_sample_pixels(fn: Callable[[int, float], Any]) -> CheckResult:
     return passed("refine_sample_pixels agrees: the refiner sees the HD share of every crop.")
 
 
+@answer_required
 def check_per_process_batch(fn: Callable[[int, int], Any]) -> CheckResult:
     """Chapter 06: ``fn(global_batch, world_size)`` splits a batch over DDP processes.
 
@@ -630,6 +662,7 @@ def check_per_process_batch(fn: Callable[[int, int], Any]) -> CheckResult:
 # --- Chapter 08 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> CheckResult:
     """Chapter 08: ``fn(budget)`` -> the frame rate a one-frame-in-flight pipeline can reach.
 
@@ -663,6 +696,7 @@ def check_pipeline_fps(fn: Callable[[dict[str, float]], Any]) -> CheckResult:
     return passed("one frame in flight: the stages add up, and fps = 1000 / total ms.")
 
 
+@answer_required
 def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> CheckResult:
     """Chapter 08: ``fn(camera_fps, matting_fps, seconds)`` -> frames dropped (latest wins).
 
@@ -684,6 +718,7 @@ def check_frames_dropped(fn: Callable[[float, float, float], Any]) -> CheckResul
 # --- Chapter 07 -----------------------------------------------------------------------------
 
 
+@answer_required
 def check_preset_patches(fn: Callable[[str, int, int], Any]) -> CheckResult:
     """Chapter 07: ``fn(preset, height, width)`` = 4×4 patches refined with a preset.
 
@@ -709,6 +744,7 @@ def check_preset_patches(fn: Callable[[str, int, int], Any]) -> CheckResult:
     return passed("HD refines 5,000 patches, 4K 20,000, capped by the patches a frame has.")
 
 
+@answer_required
 def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> CheckResult:
     """Chapter 07: predicted GMac(4K) / GMac(HD) with the paper's settings, within 3%."""
     from mattingkit.core.paper import RESOLUTIONS
@@ -735,6 +771,7 @@ def check_gmac_ratio(ratio: Any, backbone: str = "mobilenetv2") -> CheckResult:
     )
 
 
+@answer_required
 def check_naive_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Chapter 07: ``fn(src, pha, new_bgr)`` = the cut-out a plain mask tool makes: α·I + (1−α)·B'."""
 
@@ -754,6 +791,7 @@ def check_naive_composite(fn: Callable[..., torch.Tensor]) -> CheckResult:
 # --- Chapter 04b ----------------------------------------------------------------------------
 
 
+@answer_required
 def check_window_share(fn: Callable[[int, int, int, int], Any]) -> CheckResult:
     """Chapter 04b: ``fn(patches, window_side, height, width)`` = values the window path upsamples
     (one ``window_side``² window per patch), as a share of the half-resolution map of an
@@ -776,6 +814,7 @@ def check_window_share(fn: Callable[[int, int, int, int], Any]) -> CheckResult:
     )
 
 
+@answer_required
 def check_fixed_preset_share(fn: Callable[[int, int, int], Any]) -> CheckResult:
     """Chapter 04b: ``fn(sample_pixels, height, width)`` = share of the frame a fixed pixel
     count refines (whole 4×4 patches, never more than the frame has)."""

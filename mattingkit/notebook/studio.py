@@ -22,16 +22,21 @@ and outcomes into what the panel shows.
 
 Each section has its own status line under its button, so the answer to a click appears
 where the user is looking; an error is one sentence there, never a traceback. Only core
-ipywidgets are used (JupyterLab, Notebook 7, VS Code and Colab need no setup).
+ipywidgets are used (JupyterLab, Notebook 7, VS Code and Colab need no setup), and only
+those that draw the same on ipywidgets 7 (Colab's 7.7.1) and 8: figures and the export's
+progress bar are HTML widgets updated from Python, not ``Output`` widgets, whose model
+widgetsnbextension 3.6 cannot create in Notebook 6.5 (one failing child blanks the panel).
 ``Studio.show()`` displays the live panel; in fast mode (tests, CI) it runs the very same
 code once with the current values and shows static figures instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any, Union
@@ -108,6 +113,35 @@ def _ipython_display(obj: Any) -> None:
         return
     if get_ipython() is not None:
         display(obj)
+
+
+@contextlib.contextmanager
+def _tqdm_into(view: Any) -> Iterator[None]:
+    """Draw the tqdm bars started inside the block in the HTML widget ``view``.
+
+    :func:`~mattingkit.apps.video.matte_video` takes ``tqdm.auto.tqdm`` when it runs; in a
+    kernel that is the notebook bar, which shows under the button only inside an ``Output``
+    widget (see the module's note on ipywidgets 7). This bar writes its line into ``view``.
+    """
+    import tqdm.auto
+    from tqdm.std import tqdm as text_bar
+
+    class WidgetBar(text_bar):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = io.StringIO()  # nothing reaches stderr (a red box in a notebook)
+            kwargs.setdefault("mininterval", 0.5)
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+            view.value = logic.progress_html(self.n, self.total, str(self))
+            return True
+
+    previous = tqdm.auto.tqdm
+    tqdm.auto.tqdm = WidgetBar
+    try:
+        yield
+    finally:
+        tqdm.auto.tqdm = previous
 
 
 class _nothing:
@@ -238,7 +272,9 @@ class Studio:
         #: uploads of about 1 MB or more vanish there, ipywidgets issue 3452).
         self.colab = in_colab()
         self.colab_uploads: dict[str, tuple[dict[str, Any], ...]] = {}
-        self.upload_out = w.Output()
+        #: Colab's picker and Drive's consent are drawn into an Output widget. Only on Colab,
+        #: whose own front end draws Output widgets; Notebook 6.5's ipywidgets 7 cannot.
+        self.upload_out = w.Output() if self.colab else None
         if self.colab:
             self.source_upload = w.Button(description="upload frame", icon="upload")
             self.plate_upload = w.Button(description="upload plate", icon="upload")
@@ -320,10 +356,11 @@ class Studio:
         )
         self.export_status = w.HTML()
 
-        self.results_out = w.Output()
+        # HTML widgets, not Output widgets: they draw on ipywidgets 7 and 8 alike.
+        self.results_view = w.HTML()
         self.stats_view = w.HTML()
-        self.background_out = w.Output()
-        self.video_out = w.Output()
+        self.background_view = w.HTML()
+        self.video_view = w.HTML()
 
         #: field name (see ``FIELD_LABELS``) -> widget; visibility follows ``visible_fields``.
         self.controls: dict[str, Any] = {
@@ -360,13 +397,14 @@ class Studio:
             ("background-status", self.background_status),
             ("export-status", self.export_status),
             ("run-progress", self.run_progress),
-            ("results", self.results_out),
+            ("results", self.results_view),
             ("stats", self.stats_view),
-            ("composite", self.background_out),
-            ("video", self.video_out),
+            ("composite", self.background_view),
+            ("video", self.video_view),
         ):
             widget.add_class(f"mk-studio-{name}")
-        self.upload_out.add_class("mk-studio-upload-out")
+        if self.upload_out is not None:
+            self.upload_out.add_class("mk-studio-upload-out")
         if self.drive_button is not None:
             self.drive_button.add_class("mk-studio-drive-mount")
             self.source_upload.on_click(
@@ -399,7 +437,7 @@ class Studio:
                 self.plate,
                 self.upload_note,
                 self.upload_status,
-                self.upload_out,
+                *([self.upload_out] if self.upload_out is not None else []),
                 section("2 · Model and settings"),
                 w.HBox([self.weights, self.backbone]),
                 self.weights_file,
@@ -409,7 +447,7 @@ class Studio:
                 w.HBox([self.device, self.max_side]),
                 w.HBox([self.run_button, self.run_progress]),
                 self.status,
-                self.results_out,
+                self.results_view,
                 self.stats_view,
                 section("3 · New background"),
                 self.background_kind,
@@ -417,14 +455,14 @@ class Studio:
                 self.background_image,
                 self.background_button,
                 self.background_status,
-                self.background_out,
+                self.background_view,
                 section("4 · Export a video"),
                 self.export_note,
                 self.output_path,
                 w.HBox([self.max_frames, self.overwrite]),
                 self.export_button,
                 self.export_status,
-                self.video_out,
+                self.video_view,
             ]
         )
         self.widget.add_class("mk-studio")
@@ -473,7 +511,7 @@ class Studio:
         messages, so the ~1 MB limit of the upload widget does not apply). Returns the name."""
         from google.colab import files  # type: ignore[import-not-found]
 
-        if self._live:  # the picker is drawn where the output goes: under the buttons
+        if self._live and self.upload_out is not None:  # the picker: under the buttons
             self.upload_out.clear_output()
             with self.upload_out:
                 picked = files.upload()
@@ -502,7 +540,7 @@ class Studio:
         """Colab only: mount Google Drive at ``/content/drive`` (Colab asks for permission)."""
         from google.colab import drive  # type: ignore[import-not-found]
 
-        with self.upload_out if self._live else _nothing():
+        with self.upload_out if self._live and self.upload_out is not None else _nothing():
             drive.mount(logic.COLAB_DRIVE)
         self._say(
             "upload_status",
@@ -543,11 +581,10 @@ class Studio:
 
         return click
 
-    def _show(self, fig: Figure, out: Any) -> None:
+    def _show(self, fig: Figure, view: Any, alt: str) -> None:
+        """Put ``fig`` in the HTML widget ``view`` (live panel) or in the cell's output."""
         if self._live:
-            out.clear_output(wait=True)
-            with out:
-                _ipython_display(fig)
+            view.value = logic.figure_html(fig, alt)
         else:
             _ipython_display(fig)
         plt.close(fig)
@@ -584,8 +621,8 @@ class Studio:
         self._mount_drive_if_needed(settings)
         # A new run replaces everything the last one showed: no stale figure or composite.
         self.result = self.stats = self.figure = self.composite = None
-        self.results_out.clear_output()
-        self.background_out.clear_output()
+        self.results_view.value = ""
+        self.background_view.value = ""
         self.stats_view.value = ""
         self.background_status.value = ""
         steps = 4 + self.repeats
@@ -618,7 +655,7 @@ class Studio:
                     else logic.background_argument(settings),
                     title=outcome.media.label,
                 )
-                self._show(self.figure, self.results_out)
+                self._show(self.figure, self.results_view, f"results: {outcome.media.label}")
                 self.stats_view.value = stats_html(outcome.stats)
             self._say("status", outcome.messages)
             if outcome.ok and not self._live:
@@ -634,12 +671,11 @@ class Studio:
         composite, messages = logic.composite_on(self.result, settings, cache=self.cache)
         self.composite = composite
         if composite is None:
-            self.background_out.clear_output()
+            self.background_view.value = ""
         else:
-            self.composite_figure = image_grid(
-                [composite[0]], [f"composite on {logic.background_label(settings)}"], size=6
-            )
-            self._show(self.composite_figure, self.background_out)
+            title = f"composite on {logic.background_label(settings)}"
+            self.composite_figure = image_grid([composite[0]], [title], size=6)
+            self._show(self.composite_figure, self.background_view, title)
         self._say("background_status", messages)
         return composite
 
@@ -659,8 +695,7 @@ class Studio:
         self.video_report = None
 
         def export() -> logic.ExportOutcome:
-            # Nothing may escape inside the Output widget: it would print the exception
-            # there as a traceback and swallow it. Every problem becomes the outcome.
+            # Nothing may escape: every problem becomes the outcome (one sentence).
             try:
                 return logic.export_video(
                     settings, self.models, uploads=self._uploads(), cache=self.cache
@@ -670,8 +705,8 @@ class Studio:
 
         try:
             if self._live:
-                self.video_out.clear_output()
-                with self.video_out:  # the progress bar is drawn here
+                self.video_view.value = ""
+                with _tqdm_into(self.video_view):  # the progress bar is drawn here
                     outcome = export()
             else:
                 outcome = export()

@@ -90,6 +90,8 @@ __all__ = [
     "sample_media",
     "save_upload",
     "stats_html",
+    "figure_html",
+    "progress_html",
     "visible_fields",
     "weights_argument",
     "working_pair",
@@ -880,6 +882,36 @@ def stats_html(stats: RunStats) -> str:
         "<div><i>Different sizes and machines: compare GMac with the paper only at the "
         "same frame size, fps only on the same machine.</i></div></div>"
     )
+
+
+def figure_html(fig: Figure, alt: str) -> str:
+    """``fig`` as an ``<img>`` (an inline PNG) for an HTML widget.
+
+    The panel shows figures in HTML widgets, not ``Output`` widgets: the ``Output`` model of
+    widgetsnbextension 3.6 (ipywidgets 7, Colab's pin) cannot be created in Notebook 6.5
+    (``_deserialize_state is not a function``), and one child that fails takes the whole panel
+    with it. An HTML widget draws the same in ipywidgets 7 and 8.
+    """
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=fig.dpi)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" '
+        'style="max-width:100%; height:auto">'
+    )
+
+
+def progress_html(done: int, total: int | None, text: str) -> str:
+    """A progress bar and tqdm's line (``text``) as HTML, for the export's HTML widget."""
+    bar = (
+        f'<progress value="{done}" max="{total}" style="width:20em"></progress>'
+        if total
+        else '<progress style="width:20em"></progress>'
+    )
+    return f"<div>{bar} <code>{escape(text)}</code></div>"
 
 
 # --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ averaged by ``DistributedDataParallel``. Only rank 0 writes checkpoints and logs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import json
@@ -85,6 +86,7 @@ __all__ = [
     "per_process_batch",
     "recalibrate_batchnorm",
     "calibration_batches",
+    "training_selection",
     "evaluate",
     "load_checkpoint",
     "latest_checkpoint",
@@ -220,6 +222,14 @@ class TrainConfig:
             "so the refiner also learns to leave easy patches alone (0: the official code)"
         ),
     )
+    freeze_base: bool = field(
+        default=False,
+        metadata=_help(
+            "refine stage: train the refiner alone; the backbone, ASPP and decoder keep their "
+            "weights and BatchNorm statistics (eval mode), e.g. to fine-tune a refiner on a "
+            "finished base"
+        ),
+    )
     device: str = field(
         default="auto", metadata=_help("'auto' (CUDA, MPS, CPU), 'cpu', 'cuda', ...")
     )
@@ -289,6 +299,8 @@ class TrainConfig:
             raise ValueError(
                 f"--refine-random-share must be in [0, 1]; got {self.refine_random_share}"
             )
+        if self.freeze_base and self.stage != "refine":
+            raise ValueError("--freeze-base needs --stage refine (it trains the refiner alone)")
         if not self.lr_scale > 0:
             raise ValueError(f"--lr-scale must be positive; got {self.lr_scale}")
         if self.weight_decay < 0 or self.clip_grad_norm < 0:
@@ -438,6 +450,8 @@ def build_model(config: TrainConfig) -> nn.Module:
         refine_sample_pixels=refine_sample_pixels(config),
     )
     model.refiner.train_random_share = config.refine_random_share  # used in train mode only
+    for name in frozen_parts(config):
+        getattr(model, name).requires_grad_(False)
     return model
 
 
@@ -447,10 +461,30 @@ def refine_sample_pixels(config: TrainConfig) -> int:
     return refine_pixels_for(config.size, config.size, share=share, minimum=16 * 16)
 
 
+#: What ``freeze_base`` keeps fixed: everything but the refiner.
+BASE_PARTS = ("backbone", "aspp", "decoder")
+
+
+def frozen_parts(config: TrainConfig) -> tuple[str, ...]:
+    """Submodules this run does not train (``freeze_base``: the base network)."""
+    return BASE_PARTS if config.freeze_base else ()
+
+
+def set_train_mode(model: nn.Module, frozen: Sequence[str] = ()) -> nn.Module:
+    """``model.train()``, except the ``frozen`` submodules, which stay in eval mode: their
+    BatchNorm layers keep normalising with (and never update) their running statistics."""
+    model.train()
+    for name in frozen:
+        getattr(model, name).eval()
+    return model
+
+
 def _parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     rates = OFFICIAL_LEARNING_RATES[config.stage]
     groups = []
     for name, lr in rates.items():
+        if name in frozen_parts(config):
+            continue
         module = getattr(model, name)
         groups.append(
             {"params": list(module.parameters()), "lr": lr * config.lr_scale, "name": name}
@@ -757,7 +791,10 @@ def evaluate(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], amp: bool = False
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    amp: bool = False,
+    frozen: Sequence[str] = (),
 ) -> int:
     """Chapter 06. Re-estimate every BatchNorm's running mean and variance for the current weights.
 
@@ -767,17 +804,30 @@ def recalibrate_batchnorm(
     and a model that trains well can predict garbage (typically an all-zero alpha). Resetting the
     averages and feeding a few batches with ``momentum=None`` (an exact mean) fixes that; this is
     "precise BN" (``torch.optim.swa_utils.update_bn`` does the same for one-input models).
-    ``batches`` yields ``(src, bgr)`` pairs. Returns how many batches were used.
+    ``batches`` yields ``(src, bgr)`` pairs. ``frozen`` names submodules (``freeze_base``: the
+    base network) whose statistics stay as they are: they run in eval mode, as in training.
+
+    For a ``MattingRefine`` the refiner's statistics depend on *which* patches it sees: measure
+    them with the selection the training used (:func:`build_model` sets it: ``refine_sample_pixels``
+    of the crop and ``refiner.train_random_share``), e.g. with :func:`training_selection`. With
+    the inference selection (only the worst few percent of patches) the statistics describe
+    hard patches only, and every refine mode then does worse than no refinement.
+    Returns how many batches were used.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    skip = {id(m) for name in frozen for m in getattr(model, name).modules()}
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip
+    ]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over all batches below
-    model.train()
+    set_train_mode(model, frozen)
     count = 0
     try:
         for src, bgr in batches:
@@ -787,8 +837,31 @@ def recalibrate_batchnorm(
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
-        model.train(was_training)
+        for module, mode in modes:
+            module.training = mode
     return count
+
+
+@contextlib.contextmanager
+def training_selection(model: nn.Module, config: TrainConfig) -> Iterator[nn.Module]:
+    """Chapter 06. Within the block, ``model``'s refiner picks patches as the stage ``config``
+    trained it (sampling ``refine_sample_pixels(config)`` per crop, ``refine_random_share`` of
+    them at random); the inference settings come back after. Wrap :func:`recalibrate_batchnorm`
+    of exported weights in it: the refiner's BatchNorm statistics must describe the patches it
+    was trained on, not only the hardest ones inference picks.
+    """
+    refiner = getattr(model, "refiner", None)
+    if refiner is None:
+        yield model
+        return
+    saved = (model.refine_mode, model.refine_sample_pixels, refiner.train_random_share)
+    model.refine_mode = "sampling"
+    model.refine_sample_pixels = refine_sample_pixels(config)
+    refiner.train_random_share = config.refine_random_share
+    try:
+        yield model
+    finally:
+        model.refine_mode, model.refine_sample_pixels, refiner.train_random_share = saved
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1037,6 +1110,7 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
         run.say(note)
 
     run.net.train()
+    set_train_mode(run.model, frozen_parts(config))
     aug_generator = torch.Generator()
     started = time.perf_counter()
     last_checkpoint = run.resume_from
@@ -1074,6 +1148,7 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
             run.progress.set_postfix(loss=f"{loss_value:.4f}")
         if config.val_every and step % config.val_every == 0 and step < config.steps:
             record = _validate(run, step)
+            set_train_mode(run.model, frozen_parts(config))  # evaluate() left it all in train mode
             if record is not None:
                 run.say(
                     f"step {step}: "
@@ -1090,7 +1165,9 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
     if config.bn_recalibration and step > run.start_step:
         # Short runs from scratch: the running averages lag behind weights that moved fast,
         # and eval mode would use stale statistics. Re-measure them for the final weights.
-        recalibrate_batchnorm(run.model, _recalibration_batches_of(run), run.use_amp)
+        recalibrate_batchnorm(
+            run.model, _recalibration_batches_of(run), run.use_amp, frozen_parts(config)
+        )
     return step, last_checkpoint, time.perf_counter() - started
 
 
@@ -1138,7 +1215,9 @@ def _validate(run: _Run, step: int, final: bool = False) -> dict[str, Any] | Non
     if run.config.bn_recalibration and not final:
         # Score a copy with fresh BatchNorm statistics; the training state stays untouched.
         scored = copy.deepcopy(run.model)
-        recalibrate_batchnorm(scored, _recalibration_batches_of(run), run.use_amp)
+        recalibrate_batchnorm(
+            scored, _recalibration_batches_of(run), run.use_amp, frozen_parts(run.config)
+        )
     if not run.is_main:
         return None
     scores = evaluate(scored, run.val_set, device=run.device)
