@@ -68,6 +68,23 @@ def test_the_runtime_is_the_pinned_one():
     assert pinned["integrity"].startswith("sha512-")
 
 
+def test_the_cdn_hashes_are_those_of_the_installed_runtime():
+    """The committed SRI/SHA-256 hashes (what a page checks the CDN's files against) are
+    the pinned package's own."""
+    require_web_runtime()
+    import base64
+
+    integrity = web.runtime_integrity()
+    assert integrity["version"] == web.runtime_version()
+    assert integrity["cdn"].endswith(f"onnxruntime-web@{web.runtime_version()}/dist/")
+    for name, path in web.runtime_files().items():
+        data = path.read_bytes()
+        entry = integrity["files"][name]
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        sri = "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+        assert entry["integrity"] == sri and entry["bytes"] == len(data)
+
+
 def test_a_missing_runtime_names_the_file_and_the_command(tmp_path, monkeypatch):
     (tmp_path / "package.json").write_text((web.WEB_STATIC / "package.json").read_text())
     monkeypatch.setattr(web, "WEB_STATIC", tmp_path)

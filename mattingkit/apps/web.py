@@ -28,16 +28,20 @@ from pathlib import Path
 from typing import Any, Union
 
 __all__ = [
+    "CHUNK_BYTES",
     "RUNTIME_FILES",
     "WEB_SETTINGS",
     "RuntimeMissing",
     "WebModelCheck",
+    "cached_web_model",
     "check_web_model",
+    "chunks",
     "export_web",
     "export_web_model",
     "fp16_weights",
     "install_command",
     "runtime_files",
+    "runtime_integrity",
     "runtime_version",
 ]
 
@@ -343,3 +347,51 @@ def _move_into_place(scratch: Path, folder: Path, overwrite: bool) -> None:
     scratch.rename(folder)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# What chapter 08's widget sends to the page (browser mode)
+# --------------------------------------------------------------------------------------
+#: Pieces of a file sent to the page in widget messages: under the ~1 MB a comm message
+#: should stay below (Jupyter's and Colab's websockets take larger ones, slowly).
+CHUNK_BYTES = 900_000
+
+
+def runtime_integrity() -> dict[str, Any]:
+    """The pinned runtime's CDN folder and, per file, its size, SHA-256 and SRI hash.
+
+    Committed (``static/web/runtime-integrity.json``, checked against ``node_modules`` by
+    the tests), so a page with internet can fetch the runtime from the CDN, verified by the
+    browser (``integrity``), even where ``npm ci`` never ran.
+    """
+    return json.loads((WEB_STATIC / "runtime-integrity.json").read_text())
+
+
+def _weights_key(model: Any) -> str:
+    """A short hash of a model's weights: the cache key of its web model."""
+    from mattingkit.apps.export import _unwrap
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_unwrap(model).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_web_model(model: Any, folder: PathLike | None = None) -> Path:
+    """The web model (fp16 weights) of ``model``, exported once per weights and kept in
+    ``folder`` (default: ``<cache_dir()>/web``): the export takes seconds to a minute."""
+    from mattingkit.weights.download import cache_dir
+
+    folder = Path(folder) if folder is not None else cache_dir() / "web"
+    path = (
+        folder / f"matting-fp16-{_weights_key(model)}-r{WEB_SETTINGS['refine_sample_pixels']}.onnx"
+    )
+    if not path.is_file():
+        export_web_model(model, path, precision="fp16", overwrite=True)
+    return path
+
+
+def chunks(data: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
+    """``data`` in pieces of at most ``size`` bytes (at least one piece)."""
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]

@@ -65,6 +65,63 @@
     return { bytes, source: "network" };
   }
 
+  /**
+   * Bytes kept in Cache Storage under `key` (any http(s) URL of this origin, used as a
+   * name): from the cache when there and intact, else from `fetcher()` (which returns
+   * {bytes, source}), checked against `sha256`, then cached. Returns {bytes, source}.
+   */
+  async function cachedBytes(key, fetcher, { sha256: expected = null } = {}) {
+    const cache = global.caches ? await global.caches.open(CACHE_NAME).catch(() => null) : null;
+    if (cache) {
+      const hit = await cache.match(key);
+      if (hit) {
+        const bytes = new Uint8Array(await hit.arrayBuffer());
+        if (!expected || (await sha256(bytes)) === expected) return { bytes, source: "cache" };
+        await cache.delete(key);
+      }
+    }
+    const { bytes, source } = await fetcher();
+    const digest = await sha256(bytes);
+    if (expected && digest && digest !== expected) {
+      throw new Error(`${key.split("/").pop()} is damaged (SHA-256 ${digest}, expected ${expected})`);
+    }
+    if (cache) {
+      await cache
+        .put(key, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }))
+        .catch(() => {});
+    }
+    return { bytes, source };
+  }
+
+  /**
+   * Start onnxruntime-web from the bytes of its files, no URL needed (a notebook page has
+   * no folder to serve them from): ort.min.js as a script, the WebAssembly loader (.mjs)
+   * from a blob URL, the .wasm binary handed over as it is.
+   */
+  async function startRuntime(script, loader, wasm) {
+    if (!global.ort) {
+      const url = URL.createObjectURL(new Blob([script], { type: "text/javascript" }));
+      const define = global.define; // a page with RequireJS would take ort as an AMD module
+      global.define = undefined;
+      try {
+        await new Promise((resolve, reject) => {
+          const tag = document.createElement("script");
+          tag.src = url;
+          tag.onload = resolve;
+          tag.onerror = () => reject(new Error("onnxruntime-web (ort.min.js) did not load"));
+          document.head.append(tag);
+        });
+      } finally {
+        global.define = define;
+      }
+    }
+    global.ort.env.wasm.wasmPaths = {
+      mjs: URL.createObjectURL(new Blob([loader], { type: "text/javascript" })),
+    };
+    global.ort.env.wasm.wasmBinary = wasm;
+    return global.ort;
+  }
+
   /** Whether this browser offers a WebGPU adapter (a GPU the page may use). */
   async function webgpuAvailable() {
     if (!(global.navigator && global.navigator.gpu)) return false;
@@ -153,5 +210,8 @@
     return out;
   }
 
-  global.MattingkitWeb = { CACHE_NAME, createSession, composite, loadModel, matte, sha256, toInput, webgpuAvailable };
+  global.MattingkitWeb = {
+    CACHE_NAME, cachedBytes, createSession, composite, loadModel, matte, sha256, startRuntime,
+    toInput, webgpuAvailable,
+  };
 })(typeof window !== "undefined" ? window : globalThis);

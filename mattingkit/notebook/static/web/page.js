@@ -18,7 +18,7 @@
     session: null, backend: "", stream: null, running: false,
     plate: null, // the plate at camera resolution (a canvas), resized per output size
     plateInputs: new Map(), backgrounds: new Map(), picture: null,
-    seen: 0, matted: 0, times: [], runMs: [], recent: [], keep: 0, wantPlate: false,
+    seen: 0, matted: 0, times: [], runMs: [], recent: [], keep: 0, wantPlate: false, modelMs: 0,
   };
   const work = document.createElement("canvas"); // frames at the output size
   const workContext = work.getContext("2d", { willReadFrequently: true });
@@ -91,7 +91,21 @@
     ui.plate.disabled = false;
     mark("state", "running");
     setStatus(state.plate ? "Matting." : "Step out of view and press Capture plate.");
+    countCameraFrames();
     loop();
+  }
+
+  // Every frame the camera presents, matted or not (the loop skips those that come while
+  // the model runs): seen − matted is what the model had no time for.
+  function countCameraFrames() {
+    if (!ui.video.requestVideoFrameCallback) return;
+    const tick = () => {
+      if (!state.running) return;
+      state.seen += 1;
+      mark("framesSeen", state.seen);
+      ui.video.requestVideoFrameCallback(tick);
+    };
+    ui.video.requestVideoFrameCallback(tick);
   }
 
   function stopCamera() {
@@ -116,8 +130,7 @@
     while (state.running) {
       await nextVideoFrame();
       if (!state.running) break;
-      state.seen += 1;
-      mark("framesSeen", state.seen);
+      if (!ui.video.requestVideoFrameCallback) mark("framesSeen", ++state.seen);
       try {
         await step();
       } catch (error) {
@@ -153,6 +166,8 @@
     MattingkitWeb.composite(picture.data, pha, fgr, background(height, width), height, width);
     out.putImageData(picture, 0, 0);
     state.matted += 1;
+    state.modelMs += ran;
+    mark("modelMsTotal", state.modelMs.toFixed(1));
     state.runMs.push(ran);
     state.times.push(performance.now());
     if (state.times.length > 30) state.times.shift();
