@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,19 @@ def require_browser() -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: a missing browser is a failure)")
     pytest.skip(message)
+
+
+def require_web_runtime() -> None:
+    """Skip without the pinned onnxruntime-web (``npm ci``), except under CI (a failure),
+    like a missing browser: the skip says the command that installs it."""
+    from mattingkit.apps.web import RuntimeMissing, runtime_files
+
+    try:
+        runtime_files()
+    except RuntimeMissing as error:
+        if in_ci():
+            pytest.fail(f"{error} (CI=true: a missing runtime is a failure)")
+        pytest.skip(str(error))
 
 
 def free_port() -> int:
@@ -582,3 +595,101 @@ class IopubRecorder:
         self._stop.set()
         self._thread.join(timeout=5)
         self.probe.close()
+
+
+# --------------------------------------------------------------------------------------
+# Static pages (the exported web page) and alpha against the clip's truth
+# --------------------------------------------------------------------------------------
+class StaticServer:
+    """A folder served over http on loopback, in a thread, with every path it was asked for.
+
+    Browsers load WebAssembly and open cameras only on served pages, never ``file://``;
+    the request log shows what a page fetched (the model once, then from its cache).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        requests: list[str] = []
+        self.requests = requests
+
+        class Handler(SimpleHTTPRequestHandler):
+            extensions_map = {  # noqa: RUF012 - http.server's own class attribute
+                **SimpleHTTPRequestHandler.extensions_map,
+                ".mjs": "text/javascript",
+                ".wasm": "application/wasm",
+                ".onnx": "application/octet-stream",
+            }
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                requests.append(self.path.split("?")[0])
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:  # quiet: the list is the log
+                pass
+
+        self.httpd = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def fetched(self, suffix: str) -> int:
+        """How many times a path ending in ``suffix`` was requested."""
+        return sum(path.endswith(suffix) for path in self.requests)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def alpha_against_truth(
+    sources: Sequence[np.ndarray], alphas: Sequence[np.ndarray], clip: CameraClip
+) -> dict:
+    """Match matted frames (RGB uint8 at the clip's size, with their alpha) to the clip and
+    compare the alpha with the truth, and with what the shipped model gives offline for the
+    matched clip frames (JPEG at quality 80, the clip's own plate: the kernel path's inputs).
+    Frames of the plate part are counted in ``alpha_mae_all`` only."""
+    from mattingkit.apps.inference import Matter
+
+    flat = clip.frames.reshape(len(clip.frames), -1).astype(np.float32)
+    errors, subject, residuals = [], [], []
+    for src, pha in zip(sources, alphas):
+        distances = ((flat - src.reshape(1, -1).astype(np.float32)) ** 2).mean(axis=1)
+        index = int(distances.argmin())
+        residuals.append(float(np.sqrt(distances[index])))
+        error = float(np.abs(pha - clip.truth[index]).mean())
+        errors.append(error)
+        if index >= PLATE_FRAMES:
+            subject.append((index, error))
+    offline, empty = [], []
+    if subject:
+        matter = Matter(device="cpu")
+
+        def jpeg_tensor(image: np.ndarray) -> torch.Tensor:
+            data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
+            rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+            return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+
+        plate = jpeg_tensor(clip.plate)
+        for index, _ in subject:
+            result = matter(jpeg_tensor(clip.frames[index]), plate)
+            offline.append(
+                float(np.abs(result.pha[0, 0].float().numpy() - clip.truth[index]).mean())
+            )
+            empty.append(float(clip.truth[index].mean()))
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 4) if values else 1.0
+
+    return {
+        "subject_frames_checked": len(subject),
+        "alpha_mae_subject": mean([e for _, e in subject]),
+        "offline_mae_subject": mean(offline),
+        "empty_mae_subject": mean(empty),
+        "alpha_mae_all": mean(errors),
+        "match_rms_255": round(float(np.mean(residuals)), 2) if residuals else 255.0,
+    }

@@ -49,7 +49,7 @@ def test_the_console_script_is_the_cli():
 def test_help_lists_the_commands(tmp_path):
     result = _run("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("image", "video", "download", "benchmark"):
+    for command in ("image", "video", "download", "benchmark", "export"):
         assert command in result.stdout
 
 
@@ -233,6 +233,11 @@ sys.exit(status)
          "cannot write to frame.png: frame.png is a file, not a folder"),
         (["video", "clip.mp4", "--bgr", "plate.png", "-o", "plate.png/new/o.mp4"],
          "cannot write to plate.png/new: plate.png is a file, not a folder"),
+        (["export", "--web", "."], "already exists and is not empty; pass --overwrite"),
+        (["export", "--web", "frame.png"], "frame.png is a file, not a folder"),
+        (["export", "--web", "page", "--weights", "resnt50"],
+         "'resnt50' is neither a file nor a registry name"),
+        (["export"], "the following arguments are required: --web"),
     ],
 )  # fmt: skip
 def test_bad_arguments_fail_in_one_line_before_torch_is_imported(media, tmp_path, args, message):
@@ -246,6 +251,22 @@ def test_bad_arguments_fail_in_one_line_before_torch_is_imported(media, tmp_path
     assert result.stdout.strip().splitlines()[-1] == "torch not imported"
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mattingkit: error:") and message in err[0], err
+
+
+def test_export_web_without_the_runtime_names_the_file_and_the_fix(tmp_path, capsys, monkeypatch):
+    """A checkout where `npm ci` never ran: one line naming the missing file and the command."""
+    from mattingkit.apps import web
+
+    bare = tmp_path / "static_web"
+    bare.mkdir()
+    shutil.copy(web.WEB_STATIC / "package.json", bare)
+    monkeypatch.setattr(web, "WEB_STATIC", bare)
+    assert cli.main(["export", "--web", str(tmp_path / "page")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    missing = bare / "node_modules" / "onnxruntime-web" / "dist" / "ort.min.js"
+    assert len(err) == 1 and f"{missing} is missing" in err[0], err
+    assert f"run `cd {bare} && npm ci --ignore-scripts`" in err[0], err
+    assert not (tmp_path / "page").exists()
 
 
 def _on_a_read_only_disk(folder: Path) -> list[str]:

@@ -7,6 +7,7 @@ Examples::
     mattingkit video clip.mp4 --bgr plate.jpg -o frames --background transparent
     mattingkit download resnet50
     mattingkit benchmark --backbone mobilenetv2
+    mattingkit export --web live-matting
 
 Errors print one line, ``mattingkit: error: ...``, and exit with status 2 (bad usage) or 1
 (the work failed: unreadable input, existing output, ...); ``--debug`` shows the traceback.
@@ -319,6 +320,27 @@ def run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """Write the static web page (chapter 08): checked before torch is imported."""
+    from mattingkit.apps.web import _check_target, runtime_files
+
+    folder = Path(args.web)
+    _check_target(folder, args.overwrite)  # an existing page or notes: refused at once
+    runtime_files()  # a missing runtime: the command to install it, at once
+    _check_weights(args.weights)
+    from mattingkit.apps.web import export_web
+    from mattingkit.weights.pretrained import load_pretrained
+
+    model = None if args.weights is None else load_pretrained(args.weights, allow_fallback=False)
+    export_web(folder, model, precision=args.precision, overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    print(
+        f"{folder} ({size / 1e6:.1f} MB): serve it with `python -m http.server -d {folder}` "
+        "and open http://localhost:8000 (a browser runs no WebAssembly or camera from file://)"
+    )
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().replace("×", "x").split("x"))
@@ -464,6 +486,35 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--warmup", type=int, default=2)
     benchmark.add_argument("--repeats", type=int, default=10)
     benchmark.set_defaults(func=run_benchmark)
+
+    export = commands.add_parser(
+        "export",
+        help="write a web page that mattes a webcam in the browser, without Python",
+        description="Write a self-contained static folder (page, onnxruntime-web, the model "
+        "with fp16 weights) that mattes a webcam live in any modern browser (WebGPU, or "
+        "WebAssembly where there is none). Serve it over http(s); nothing runs on the server.",
+        epilog="example: mattingkit export --web live-matting && "
+        "python -m http.server -d live-matting",
+    )
+    export.add_argument(
+        "--web", required=True, metavar="DIR", help="folder to write (new, or empty)"
+    )
+    export.add_argument(
+        "--weights",
+        help="registry name or weights file (default: the shipped model); named weights must "
+        "be downloaded or downloadable",
+    )
+    export.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="how the weights are stored: fp16 (default, half the download; computed in fp32) "
+        "or fp32",
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace DIR if it exists and is not empty"
+    )
+    export.set_defaults(func=run_export)
     return parser
 
 

@@ -39,6 +39,7 @@ generated clip like a camera (fast mode, tests).
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import threading
 import time
@@ -58,6 +59,7 @@ import traitlets
 __all__ = [
     "BACKGROUNDS",
     "ClipCamera",
+    "ENGINES",
     "Frame",
     "FrameHandler",
     "LatestFrameMailbox",
@@ -75,6 +77,9 @@ MODES = ("composite", "alpha")
 #: Weights offered by the widget's model menu (official names fall back to the shipped model offline).
 WEIGHTS_CHOICES = ("mattingkit", "mobilenetv2", "resnet50", "resnet101")
 PRESETS = ("auto", "hd", "4k")
+#: Where the model runs: in the kernel (frames go there and back), or in the browser
+#: (onnxruntime-web in the page; the kernel sends the model once and sees no frames).
+ENGINES = ("kernel", "browser")
 #: The stages of one frame's life, in order (see :meth:`WebcamMatting.latency_budget`).
 STAGES = ("capture", "transfer", "queue", "decode", "inference", "encode", "draw")
 
@@ -565,7 +570,10 @@ class WebcamMatting(anywidget.AnyWidget):
         **traits: initial values of the traits below (``width=320``, ``background="blur"``...).
     """
 
-    _esm = _STATIC / "webcam.js"
+    # The browser engine's helpers (also the exported page's) ahead of the widget's code.
+    _esm = (_STATIC / "web" / "mattingkit-web.js").read_text(encoding="utf-8") + (
+        _STATIC / "webcam.js"
+    ).read_text(encoding="utf-8")
     _css = _STATIC / "webcam.css"
 
     width = traitlets.Int(320).tag(sync=True)
@@ -591,6 +599,17 @@ class WebcamMatting(anywidget.AnyWidget):
     frames_dropped = traitlets.Int(0).tag(sync=True)
     #: The weights really running (says so when the offline fallback replaced them).
     model_info = traitlets.Unicode("").tag(sync=True)
+    #: Where the model runs (:data:`ENGINES`). "browser": onnxruntime-web in the page, on
+    #: WebGPU where offered, WebAssembly otherwise (``backend`` says which); the composite
+    #: is drawn there and the kernel receives no frames.
+    engine = traitlets.Unicode("kernel").tag(sync=True)
+    backend = traitlets.Unicode("").tag(sync=True)
+    #: Browser engine: where the runtime and the model came from ("cdn", "kernel", "cache").
+    runtime_source = traitlets.Unicode("").tag(sync=True)
+    model_source = traitlets.Unicode("").tag(sync=True)
+    #: Kernel engine: milliseconds added to each round trip (half each way), to feel what a
+    #: remote kernel (Colab) costs; the latency budget counts it as transfer.
+    simulated_delay_ms = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self, matter: Any = None, *, camera: int | str | Capture | None = None, **traits: Any
@@ -616,6 +635,12 @@ class WebcamMatting(anywidget.AnyWidget):
         self._stop = threading.Event()
         self._listeners: list[Callable[[Reply], None]] = []
         self._capture: Capture | None = None
+        #: Frames that reached the kernel from the browser (none in the browser engine).
+        self.frames_received = 0
+        self._browser_budget: dict[str, float] = {}
+        self._web_manifest: dict[str, Any] | None = None
+        self._web_files: dict[str, Path] = {}
+        self._web_lock = threading.Lock()
         if camera is not None:
             self._capture = _open_camera(camera)
             self.source = "kernel"
@@ -675,6 +700,24 @@ class WebcamMatting(anywidget.AnyWidget):
     def _check_in_flight(self, proposal: Any) -> int:
         if not 1 <= proposal["value"] <= 4:
             raise traitlets.TraitError(f"max_in_flight must be 1..4, got {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.validate("engine")
+    def _check_engine(self, proposal: Any) -> str:
+        if proposal["value"] not in ENGINES:
+            raise traitlets.TraitError(
+                f"engine must be one of {ENGINES}, got {proposal['value']!r}"
+            )
+        if proposal["value"] == "browser" and getattr(self, "_capture", None) is not None:
+            raise traitlets.TraitError("a kernel-side camera's frames are matted in the kernel")
+        return proposal["value"]
+
+    @traitlets.validate("simulated_delay_ms")
+    def _check_delay(self, proposal: Any) -> int:
+        if not 0 <= proposal["value"] <= 5000:
+            raise traitlets.TraitError(
+                f"simulated_delay_ms must be 0..5000, got {proposal['value']}"
+            )
         return proposal["value"]
 
     @traitlets.validate("weights", "preset")
@@ -751,6 +794,7 @@ class WebcamMatting(anywidget.AnyWidget):
     ) -> None:
         kind = content.get("type")
         if kind == "frame" and buffers:
+            self.frames_received += 1
             frame = Frame(
                 bytes(buffers[0]), int(content.get("id", 0)), float(content.get("capture_ms", 0.0))
             )
@@ -777,6 +821,15 @@ class WebcamMatting(anywidget.AnyWidget):
                         record.get(k, 0.0) for k in ("queue", "decode", "inference", "encode")
                     )
                     record["transfer"] = max(0.0, float(round_trip) - kernel)
+        elif kind == "web_manifest":
+            threading.Thread(target=self._send_web_manifest, daemon=True).start()
+        elif kind == "web_file":
+            name = str(content.get("name", ""))
+            threading.Thread(target=self._send_web_file, args=(name,), daemon=True).start()
+        elif kind == "browser_stats":
+            self._browser_budget = {
+                k: float(v) for k, v in (content.get("budget") or {}).items() if k in STAGES
+            }
         elif kind == "capture_plate":
             self.capture_plate()
         elif kind == "reset_plate":
@@ -785,6 +838,54 @@ class WebcamMatting(anywidget.AnyWidget):
             self.start()
         elif kind == "stop" and self._capture is not None:
             self.stop()
+
+    # --- the browser engine: the model and the runtime, sent once ------------------------
+    def _send_web_manifest(self) -> None:
+        """Tell the page what to load: the model (exported once per weights and cached) and
+        the pinned runtime (CDN address and hashes; a local copy if ``npm ci`` ran)."""
+        from mattingkit.apps import web
+
+        try:
+            with self._web_lock:
+                if self._web_manifest is None:
+                    self._set_status("Preparing the model for the browser (once per weights)…")
+                    model_path = web.cached_web_model(self.handler.matter)
+                    try:
+                        local = web.runtime_files()
+                    except web.RuntimeMissing as error:
+                        local, missing = {}, str(error)
+                    else:
+                        missing = ""
+                    runtime = web.runtime_integrity()
+                    data = model_path.read_bytes()
+                    self._web_files = {"model": model_path, **local}
+                    self._web_manifest = {
+                        "type": "web_manifest",
+                        "model": {
+                            "name": model_path.name,
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                            "bytes": len(data),
+                        },
+                        "runtime": {**runtime, "local": sorted(local), "missing": missing},
+                    }
+            self.send(self._web_manifest)
+        except Exception as error:  # noqa: BLE001 - said in the widget, not lost in a thread
+            self._set_status(f"⚠ The browser engine cannot start: {error}", "error")
+
+    def _send_web_file(self, name: str) -> None:
+        """One file in pieces under ~1 MB (:data:`mattingkit.apps.web.CHUNK_BYTES`)."""
+        from mattingkit.apps.web import chunks
+
+        path = self._web_files.get(name)
+        if path is None:
+            self.send({"type": "web_file_missing", "name": name})
+            return
+        pieces = chunks(path.read_bytes())
+        for index, piece in enumerate(pieces):
+            self.send(
+                {"type": "web_chunk", "name": name, "index": index, "count": len(pieces)},
+                buffers=[piece],
+            )
 
     # --- the worker thread: mailbox -> handler -> browser --------------------------------
     def _start_worker(self) -> None:
@@ -952,6 +1053,8 @@ class WebcamMatting(anywidget.AnyWidget):
         compositing); *encode* (JPEG of the result); *draw*: decoding and drawing it in the
         browser. Stages nobody measured (e.g. no browser) are left out.
         """
+        if self.engine == "browser":
+            return dict(self._browser_budget)  # capture, inference, draw: all in the page
         budget = {}
         for stage in STAGES:
             values = [r[stage] for r in self.records if stage in r]

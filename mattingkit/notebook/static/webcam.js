@@ -7,6 +7,12 @@
 // Each answer (a JPEG) is drawn on the visible canvas and acknowledged with the time
 // it took, which gives the kernel the whole latency budget.
 //
+// Browser engine (engine = "browser"): the model runs in this page instead (onnxruntime-web,
+// WebGPU where offered, WebAssembly otherwise; MattingkitWeb, prepended to this file). The
+// kernel sends the runtime (unless the CDN serves it, checked by its hash) and the model
+// once, in pieces under 1 MB, and the page keeps both in its Cache Storage; then each
+// frame is matted and drawn here and the kernel sees none.
+//
 // Counting: every camera frame is answered (drawn), dropped (not sent because a frame
 // was in flight, replaced in the kernel's mailbox, or given up on) or still in flight,
 // so seen = answered + dropped + in flight at every moment. The numbers are on the
@@ -18,6 +24,12 @@ const CHOICES = {
   weights: ["mattingkit", "mobilenetv2", "resnet50", "resnet101"],
   preset: ["auto", "hd", "4k"],
 };
+const COLOURS = { green: [120, 255, 155], blue: [25.5, 76.5, 229.5], white: [255, 255, 255], black: [0, 0, 0] };
+const RUNTIME_FILES = ["ort.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm"];
+const PLATE_MESSAGE = "Plate captured. Step back into the frame.";
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const asBytes = (buffer) =>
+  buffer instanceof ArrayBuffer ? new Uint8Array(buffer) : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 const GIVE_UP_MS = 3000; // an answer this late is not waited for (a cell keeps the kernel busy)
 const KERNEL_GONE =
   "The kernel restarted (or stopped), so this widget is no longer connected and the camera " +
@@ -76,6 +88,8 @@ function render({ model, el }) {
     const file = pictureInput.files && pictureInput.files[0];
     if (!file) return;
     const buffer = await file.arrayBuffer();
+    engine.picture = await createImageBitmap(new Blob([buffer])).catch(() => null);
+    engine.backgrounds.clear();
     model.send({ type: "background_image", name: file.name }, undefined, [buffer]);
     pictureInput.value = ""; // the same file can be chosen again
   });
@@ -146,6 +160,13 @@ function render({ model, el }) {
       `round trip ${state.lastRoundTrip.toFixed(0)} ms · in flight ${state.inFlight.size} · ` +
       `seen ${model.get("source") === "browser" ? state.seen : model.get("frames_seen")} · ` +
       `dropped ${model.get("source") === "browser" ? state.dropped : model.get("frames_dropped")}`;
+    if (model.get("engine") === "browser" && engine.session) {
+      const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+      const budget = {};
+      for (const [stage, values] of Object.entries(engine.budget)) if (values.length) budget[stage] = median(values);
+      model.send({ type: "browser_stats", budget });
+      model.set("frames_matted", state.matted);
+    }
     if (model.get("source") === "browser") {
       model.set("camera_fps", Math.round(cameraFps * 10) / 10);
       model.set("matting_fps", Math.round(mattingFps * 10) / 10);
@@ -183,6 +204,8 @@ function render({ model, el }) {
       const id = state.nextId++;
       const sentAt = performance.now();
       state.inFlight.set(id, sentAt);
+      const delay = model.get("simulated_delay_ms") / 2; // a remote kernel, one way
+      if (delay > 0) await sleep(delay);
       model.send({ type: "frame", id, capture_ms: sentAt - start }, undefined, [buffer]);
       return true;
     } finally {
@@ -193,7 +216,7 @@ function render({ model, el }) {
   async function onCameraFrame() {
     state.cameraFrames.push(performance.now());
     state.seen += 1;
-    const sent = await sendFrame();
+    const sent = model.get("engine") === "browser" ? await browserFrame() : await sendFrame();
     state.lastSkipped = !sent;
     if (!sent) state.dropped += 1; // the model had no time for it: latest frame wins
     counters();
@@ -311,6 +334,34 @@ function render({ model, el }) {
 
   model.on("msg:custom", async (message, buffers) => {
     if (state.gone) return;
+    if (message.type === "web_manifest") {
+      engine.manifest = message;
+      engine.manifestWaiters.splice(0).forEach((resolve) => resolve(message));
+      return;
+    }
+    if (message.type === "web_chunk" || message.type === "web_file_missing") {
+      const waiting = engine.waiting.get(message.name);
+      if (!waiting) return;
+      if (message.type === "web_file_missing") {
+        engine.waiting.delete(message.name);
+        waiting.reject(new Error(`the kernel has no ${message.name}`));
+        return;
+      }
+      waiting.pieces[message.index] = asBytes(buffers[0]).slice();
+      waiting.got += 1;
+      if (waiting.got === message.count) {
+        engine.waiting.delete(message.name);
+        const size = waiting.pieces.reduce((total, piece) => total + piece.length, 0);
+        const bytes = new Uint8Array(size);
+        let offset = 0;
+        for (const piece of waiting.pieces) {
+          bytes.set(piece, offset);
+          offset += piece.length;
+        }
+        waiting.resolve(bytes);
+      }
+      return;
+    }
     if (message.type === "dropped") {
       // Counted once: now, or already when the browser gave up waiting for it.
       if (state.inFlight.delete(message.id)) state.dropped += 1;
@@ -319,6 +370,8 @@ function render({ model, el }) {
       return;
     }
     if (message.type !== "result") return;
+    const delay = model.get("simulated_delay_ms") / 2;
+    if (delay > 0) await sleep(delay); // the way back from a remote kernel
     const arrived = performance.now();
     const sentAt = state.inFlight.get(message.id);
     state.inFlight.delete(message.id);
@@ -352,9 +405,235 @@ function render({ model, el }) {
     counters();
   });
 
+  // --- the browser engine: the model runs in this page ------------------------------
+  const engine = {
+    starting: null, // the promise of the session being loaded
+    session: null,
+    manifest: null,
+    manifestWaiters: [],
+    waiting: new Map(), // file name -> the pieces arriving from the kernel
+    plate: null, // a canvas at camera resolution, scaled per frame size
+    plateInputs: new Map(),
+    wantPlate: false,
+    picture: null,
+    backgrounds: new Map(),
+    busy: false,
+    budget: { capture: [], inference: [], draw: [] },
+    recent: [],
+    keep: 0,
+  };
+
+  function say(text) {
+    model.set("status", text);
+    model.save_changes();
+  }
+
+  function askManifest() {
+    if (engine.manifest) return Promise.resolve(engine.manifest);
+    return new Promise((resolve) => {
+      engine.manifestWaiters.push(resolve);
+      model.send({ type: "web_manifest" });
+    });
+  }
+
+  function fromKernel(name) {
+    return new Promise((resolve, reject) => {
+      engine.waiting.set(name, { pieces: [], got: 0, resolve, reject });
+      model.send({ type: "web_file", name });
+    });
+  }
+
+  async function runtimeFile(manifest, name) {
+    // The pinned version from the CDN (the browser checks its SRI hash), or the kernel's
+    // local copy (`npm ci`) where the page has no internet; cached either way.
+    const runtime = manifest.runtime;
+    const info = runtime.files[name];
+    const key = `${location.origin}/mattingkit-cache/${runtime.package}/${runtime.version}/${name}`;
+    return MattingkitWeb.cachedBytes(key, async () => {
+      try {
+        const response = await fetch(runtime.cdn + name, { integrity: info.integrity, credentials: "omit" });
+        if (response.ok) return { bytes: new Uint8Array(await response.arrayBuffer()), source: "cdn" };
+      } catch (error) {
+        // offline, blocked, or not the pinned file: the kernel's copy
+      }
+      if (!runtime.local.includes(name)) {
+        throw new Error(`onnxruntime-web is neither reachable on the CDN nor installed next to the kernel: ${runtime.missing}`);
+      }
+      return { bytes: await fromKernel(name), source: "kernel" };
+    }, { sha256: info.sha256 });
+  }
+
+  async function startEngine() {
+    say("Browser engine: asking the kernel for the model…");
+    const manifest = await askManifest();
+    say(`Browser engine: loading onnxruntime-web ${manifest.runtime.version}…`);
+    const files = [];
+    for (const name of RUNTIME_FILES) files.push(await runtimeFile(manifest, name));
+    await MattingkitWeb.startRuntime(files[0].bytes, files[1].bytes, files[2].bytes);
+    say(`Browser engine: loading the model (${(manifest.model.bytes / 1e6).toFixed(1)} MB)…`);
+    const key = `${location.origin}/mattingkit-cache/models/${manifest.model.name}`;
+    const modelFile = await MattingkitWeb.cachedBytes(
+      key, async () => ({ bytes: await fromKernel("model"), source: "kernel" }), { sha256: manifest.model.sha256 });
+    const { session, backend, threads, note } = await MattingkitWeb.createSession(modelFile.bytes);
+    engine.session = session;
+    const sources = [...new Set(files.map((file) => file.source))].join("+");
+    model.set("backend", backend);
+    model.set("runtime_source", sources);
+    model.set("model_source", modelFile.source);
+    el.dataset.backend = backend;
+    const where = backend === "webgpu" ? "WebGPU" : `WebAssembly (${threads} thread${threads > 1 ? "s" : ""}${note ? `; ${note}` : ""})`;
+    say(`Matting in this browser on ${where}; runtime from ${sources}, model from ${modelFile.source}. ` +
+      (engine.plate ? "" : "Step out of the frame, then click Capture plate."));
+    return session;
+  }
+
+  function forgetBrowserPlate() {
+    engine.plate = null;
+    engine.plateInputs.clear();
+    engine.backgrounds.clear();
+    model.set("plate_captured", false);
+    say("No plate yet: step out of the frame, then click “Capture plate”.");
+  }
+
+  function keepPlate() {
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    engine.plate = canvas;
+    engine.plateInputs.clear();
+    engine.backgrounds.clear();
+    engine.wantPlate = false;
+    model.set("plate_captured", true);
+    say(PLATE_MESSAGE);
+  }
+
+  function scaled(source, height, width, filter = "none") {
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.filter = filter;
+    const scale = Math.max(width / source.width, height / source.height); // cover
+    const w = source.width * scale, h = source.height * scale;
+    context.drawImage(source, (width - w) / 2, (height - h) / 2, w, h);
+    return context.getImageData(0, 0, width, height).data;
+  }
+
+  function plateInput(height, width) {
+    const key = `${height}x${width}`;
+    if (!engine.plateInputs.has(key)) {
+      engine.plateInputs.set(key, MattingkitWeb.toInput(scaled(engine.plate, height, width), height, width));
+    }
+    return engine.plateInputs.get(key);
+  }
+
+  function backgroundPixels(height, width) {
+    const choice = model.get("background");
+    if (COLOURS[choice]) return COLOURS[choice];
+    if (choice.startsWith("#")) return [1, 3, 5].map((i) => parseInt(choice.slice(i, i + 2), 16));
+    const key = `${choice} ${height}x${width}`;
+    if (!engine.backgrounds.has(key)) {
+      // "blur": the plate, blurred; "image": the chosen picture (the blurred plate until then)
+      const picture = choice === "image" && engine.picture;
+      const pixels = picture
+        ? scaled(engine.picture, height, width)
+        : scaled(engine.plate, height, width, `blur(${Math.max(2, Math.round(width / 40))}px)`);
+      engine.backgrounds.set(key, pixels);
+    }
+    return engine.backgrounds.get(key);
+  }
+
+  async function browserFrame() {
+    // Matte the current camera frame here; says whether it was taken (false: the model was busy).
+    if (!engine.starting) {
+      engine.starting = startEngine().catch((error) => {
+        say(`⚠ The browser engine could not start: ${error.message || error}`);
+        console.error(error);
+        return null;
+      });
+    }
+    if (engine.busy || !engine.session || video.readyState < 2) return false;
+    engine.busy = true;
+    try {
+      const t0 = performance.now();
+      const width = model.get("width"), height = model.get("height");
+      grab.width = width;
+      grab.height = height;
+      const context = grab.getContext("2d", { willReadFrequently: true });
+      context.drawImage(video, 0, 0, width, height);
+      const frame = context.getImageData(0, 0, width, height);
+      if (engine.wantPlate) keepPlate();
+      if (output.width !== width || output.height !== height) {
+        output.width = width;
+        output.height = height;
+      }
+      if (!engine.plate) {
+        output.getContext("2d").putImageData(frame, 0, 0); // the camera as it is
+        state.answered += 1;
+        return true;
+      }
+      const t1 = performance.now();
+      const { pha, fgr } = await MattingkitWeb.matte(engine.session, frame.data, plateInput(height, width), height, width);
+      const t2 = performance.now();
+      const picture = new ImageData(width, height);
+      if (model.get("mode") === "alpha") {
+        for (let p = 0; p < pha.length; p++) {
+          picture.data.fill(pha[p] * 255, 4 * p, 4 * p + 3); // grey: the alpha
+          picture.data[4 * p + 3] = 255;
+        }
+      } else {
+        MattingkitWeb.composite(picture.data, pha, fgr, backgroundPixels(height, width), height, width);
+      }
+      output.getContext("2d").putImageData(picture, 0, 0);
+      const t3 = performance.now();
+      state.answered += 1;
+      state.matted += 1;
+      state.results.push(t3);
+      for (const [stage, ms] of [["capture", t1 - t0], ["inference", t2 - t1], ["draw", t3 - t2]]) {
+        engine.budget[stage].push(ms);
+        if (engine.budget[stage].length > 30) engine.budget[stage].shift();
+      }
+      if (engine.keep) {
+        engine.recent.push({ src: frame.data, pha: Float32Array.from(pha), height, width });
+        while (engine.recent.length > engine.keep) engine.recent.shift();
+      }
+      return true;
+    } finally {
+      engine.busy = false;
+    }
+  }
+
+  // For tests and the curious: the last n frames matted here with their alpha, and the plate.
+  const base64 = (bytes) => {
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
+  el.mattingkitEngine = {
+    keepRecent(n) { engine.keep = n; engine.recent = []; },
+    recent: () => engine.recent.map((r) => ({
+      height: r.height, width: r.width,
+      src: base64(new Uint8Array(r.src.buffer, r.src.byteOffset, r.src.byteLength)),
+      pha: base64(new Uint8Array(r.pha.buffer)),
+    })),
+    plate: () => {
+      if (!engine.plate) return null;
+      const data = engine.plate.getContext("2d").getImageData(0, 0, engine.plate.width, engine.plate.height).data;
+      return { width: engine.plate.width, height: engine.plate.height, rgba: base64(new Uint8Array(data.buffer)) };
+    },
+    forgetPlate: forgetBrowserPlate,
+  };
+
   startButton.addEventListener("click", startCamera);
-  plateButton.addEventListener("click", () => model.send({ type: "capture_plate" }));
-  resetButton.addEventListener("click", () => model.send({ type: "reset_plate" }));
+  plateButton.addEventListener("click", () => {
+    if (model.get("engine") === "browser") engine.wantPlate = true;
+    else model.send({ type: "capture_plate" });
+  });
+  resetButton.addEventListener("click", () => {
+    if (model.get("engine") === "browser") forgetBrowserPlate();
+    else model.send({ type: "reset_plate" });
+  });
   counters();
   if (model.get("autostart")) startCamera();
 
