@@ -53,7 +53,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ALPHA_SLACK = 0.03  # see the module docstring
 GREEN = np.array([120, 255, 155])  # the widget's default composite background
 RED = np.array([255, 0, 0])
-WIDGET = ".mk-webcam"
+WIDGET = ".mk-webcam.mk-engine-kernel"  # chapter 08 also shows a browser-engine widget
 
 
 def _stats(page) -> str:

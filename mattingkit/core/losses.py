@@ -285,8 +285,8 @@ def refine_loss(
             ``up(pha_sm)`` in the error target (unlike ``train_base.py``), so there the last term
             also moves ``pha_sm`` (towards ``|pha_sm - pha*| = err_sm``, which pushes alpha away
             from the truth wherever the error map overestimates the error). We detach by default,
-            so that only the error prediction learns from this term, as in the base stage and the
-            paper's description;
+            so that only the error prediction learns from this term, as in the base stage (the
+            paper describes Eq. 3 as a loss that trains the error map, not alpha);
             pass ``False`` to reproduce ``train_refine.py`` bit for bit.
 
     Returns:

@@ -55,7 +55,8 @@ function cameraProblem(error) {
 }
 
 function render({ model, el }) {
-  el.classList.add("mk-webcam");
+  // The engine in the class too: a page (chapter 08) may hold one widget of each engine.
+  el.classList.add("mk-webcam", `mk-engine-${model.get("engine")}`);
   const bar = element("div", { class: "mk-webcam-controls" });
   const startButton = element("button", { type: "button", class: "mk-start" }, "Start camera");
   const plateButton = element("button", { type: "button", class: "mk-plate" }, "Capture plate");
