@@ -183,7 +183,8 @@ def export_onnx(
         import onnx
     except ImportError:
         raise ImportError(
-            'ONNX export needs the onnx package: pip install "mattingkit[export]"'
+            "ONNX export needs the onnx package: pip install onnx (in a notebook, %pip install"
+            ' onnx: Colab lacks it), or pip install "mattingkit[export]"'
         ) from None
 
     if any(k.startswith("refiner.") for k in _unwrap(model).state_dict()):
