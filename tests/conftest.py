@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,15 @@ def pytest_terminal_summary(
             bold=True,
         )
     return (yield)
+
+
+@pytest.fixture(scope="module")
+def diagnose():
+    """``scripts/diagnose_shipped_model.py`` as a module (issue 20's diagnostics)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_shipped_model.py"
+    spec = importlib.util.spec_from_file_location("diagnose_shipped_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -27,22 +24,6 @@ from mattingkit.training.loop import (
     training_selection,
 )
 from mattingkit.weights.pretrained import load_pretrained
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _diagnose():
-    spec = importlib.util.spec_from_file_location(
-        "diagnose_shipped_model", ROOT / "scripts" / "diagnose_shipped_model.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def diagnose():
-    return _diagnose()
 
 
 @pytest.fixture(autouse=True)

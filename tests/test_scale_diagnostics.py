@@ -12,27 +12,12 @@ issue's fault 1.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from mattingkit.core.matting import difference_key
 from mattingkit.training import metrics
 from mattingkit.weights.pretrained import load_pretrained
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def diagnose():
-    spec = importlib.util.spec_from_file_location(
-        "diagnose_shipped_model", ROOT / "scripts" / "diagnose_shipped_model.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -33,11 +33,11 @@ import cv2
 import numpy as np
 import pytest
 from browser_helpers import (
-    PLATE_FRAMES,
     WAIT_MS,
     Checks,
     IopubRecorder,
     KernelProbe,
+    alpha_against_truth,
     error_outputs,
     keep_evidence,
     menu,
@@ -537,48 +537,9 @@ def _run_new_cell(page, server, name: str, code: str):
 
 
 def _alpha_report(path: Path, clip) -> dict:
-    """Match each matted frame to the clip, compare its alpha with the truth, and with what
-    the same model gives offline for that clip frame (see the module docstring)."""
-    import torch
-
-    from mattingkit.apps.inference import Matter
-
+    """The frames the kernel matted last (``recent.npz``) against the clip's truth."""
     recent = np.load(path)
-    flat = clip.frames.reshape(len(clip.frames), -1).astype(np.float32)
-    errors, subject, residuals = [], [], []
-    for src, pha in zip(recent["src"], recent["pha"]):
-        distances = ((flat - src.reshape(1, -1).astype(np.float32)) ** 2).mean(axis=1)
-        index = int(distances.argmin())
-        residuals.append(float(np.sqrt(distances[index])))
-        error = float(np.abs(pha - clip.truth[index]).mean())
-        errors.append(error)
-        if index >= PLATE_FRAMES:
-            subject.append((index, error))
-    offline, empty = [], []
-    if subject:
-        matter = Matter(device="cpu")
-
-        def jpeg_tensor(image: np.ndarray) -> torch.Tensor:
-            data = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
-            rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-            return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
-
-        plate = jpeg_tensor(clip.plate)
-        for index, _ in subject:
-            result = matter(jpeg_tensor(clip.frames[index]), plate)
-            offline.append(
-                float(np.abs(result.pha[0, 0].float().numpy() - clip.truth[index]).mean())
-            )
-            empty.append(float(clip.truth[index].mean()))
-    mean = lambda values: round(float(np.mean(values)), 4) if values else 1.0  # noqa: E731
-    return {
-        "subject_frames_checked": len(subject),
-        "alpha_mae_subject": mean([e for _, e in subject]),
-        "offline_mae_subject": mean(offline),
-        "empty_mae_subject": mean(empty),
-        "alpha_mae_all": mean(errors),
-        "match_rms_255": round(float(np.mean(residuals)), 2),
-    }
+    return alpha_against_truth(recent["src"], recent["pha"], clip)
 
 
 # --------------------------------------------------------------------------------------
