@@ -47,6 +47,7 @@ from mattingkit.core.matting import difference_key  # noqa: E402
 from mattingkit.core.model import split_outputs  # noqa: E402
 from mattingkit.core.paper import (  # noqa: E402
     REFINE_SHARE,
+    capped_settings,
     fixed_base_settings,
     official_settings,
     refine_pixels_for,
@@ -74,12 +75,15 @@ HD = (1080, 1920)
 
 
 def backbone_scale(choice: str, height: int, width: int) -> float:
-    """``paper``: the paper's rule for this frame; ``preset``: :func:`fixed_base_settings` (base
+    """``paper``: the paper's rule for this frame; ``auto``: what ``Matter(preset="auto")`` uses
+    for the shipped model (:func:`capped_settings`); ``preset``: :func:`fixed_base_settings` (base
     input short side :data:`mattingkit.core.paper.SHIPPED_BASE_SIDE` px); ``baseN``: short side N px; or a number."""
     if choice == "paper":
         return float(official_settings(height, width)["backbone_scale"])
     if choice == "preset":
         return float(fixed_base_settings(height, width)["backbone_scale"])
+    if choice == "auto":
+        return float(capped_settings(height, width)["backbone_scale"])
     if choice.startswith("base"):
         return float(fixed_base_settings(height, width, int(choice[4:]))["backbone_scale"])
     return float(choice)
@@ -105,24 +109,47 @@ def predict(model, src, bgr, scale: str, mode: str) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 
 
-def heldout_subjects(count: int, sizes: list[int]) -> dict[int, list[dict[str, torch.Tensor]]]:
-    """The held-out subjects at every size: rendered at the largest, area-downsampled."""
-    largest = max(sizes)
-    out: dict[int, list[dict[str, torch.Tensor]]] = {s: [] for s in sizes}
+Size = tuple[int, int]  # (height, width)
+
+
+def parse_size(text: str | int) -> Size:
+    """``"512"`` (square) or ``"1920x1080"`` (width x height, as video sizes are written)."""
+    if isinstance(text, int) or "x" not in str(text):
+        return int(text), int(text)
+    width, height = (int(v) for v in str(text).lower().split("x"))
+    return height, width
+
+
+def size_label(size: Size) -> str:
+    return f"{size[0]}px" if size[0] == size[1] else f"{size[1]}x{size[0]}"
+
+
+def heldout_subjects(count: int, sizes: list[Size]) -> dict[Size, list[dict[str, torch.Tensor]]]:
+    """The held-out subjects at every size. Square sizes: rendered once at the largest square
+    size and area-downsampled, so only the resolution changes; other shapes: rendered at that
+    size from the same seeds."""
+    squares = [s for s in sizes if s[0] == s[1]]
+    largest = max(squares) if squares else None
+    out: dict[Size, list[dict[str, torch.Tensor]]] = {s: [] for s in sizes}
     for i in range(count):
-        s = make_sample(VALIDATION_SEED + i, size=(largest, largest))
+        if largest is not None:
+            s = make_sample(VALIDATION_SEED + i, size=largest)
+            for size in squares:
+                sample = {"src": s.src, "bgr": s.bgr, "pha": s.pha}
+                if size != largest:
+                    sample = {
+                        k: F.interpolate(v[None], size=size, mode="area")[0]
+                        for k, v in sample.items()
+                    }
+                out[size].append(sample)
         for size in sizes:
-            sample = {"src": s.src, "bgr": s.bgr, "pha": s.pha}
-            if size != largest:
-                sample = {
-                    k: F.interpolate(v[None], size=(size, size), mode="area")[0]
-                    for k, v in sample.items()
-                }
-            out[size].append(sample)
+            if size[0] != size[1]:
+                s = make_sample(VALIDATION_SEED + i, size=size)
+                out[size].append({"src": s.src, "bgr": s.bgr, "pha": s.pha})
     return out
 
 
-def synthetic_sweep(model, count: int, sizes: list[int], scales: list[str]) -> list[dict]:
+def synthetic_sweep(model, count: int, sizes: list[Size], scales: list[str]) -> list[dict]:
     rows = []
     subjects = heldout_subjects(count, sizes)
     for size in sizes:
@@ -140,16 +167,16 @@ def synthetic_sweep(model, count: int, sizes: list[int], scales: list[str]) -> l
                 totals["sad"] += metrics.sad(pha, s["pha"], band)
                 totals["mse"] += metrics.mse(pha, s["pha"], band)
                 totals["holes"] += metrics.holes(pha, s["pha"])
-            base = "-" if kind == "keying" else backbone_scale(scale, size, size) * size
+            base = "-" if kind == "keying" else backbone_scale(scale, *size) * min(size)
             rows.append(
                 {
-                    "set": f"synthetic {size}px",
+                    "set": f"synthetic {size_label(size)}",
                     "method": "difference keying" if kind == "keying" else f"{scale} / {mode}",
                     "base_px": base,
                     **{k: v / len(samples) for k, v in totals.items()},
                 }
             )
-            print(_row(rows[-1]), flush=True)
+            print(sweep_row(rows[-1]), flush=True)
     return rows
 
 
@@ -197,11 +224,11 @@ def real_sweep(model, pair: Path, factors: list[float], scales: list[str]) -> li
                     "inner_holes": holes,
                 }
             )
-            print(_row(rows[-1]), flush=True)
+            print(sweep_row(rows[-1]), flush=True)
     return rows
 
 
-def _row(r: dict) -> str:
+def sweep_row(r: dict) -> str:
     base = r["base_px"] if isinstance(r["base_px"], str) else f"{r['base_px']:.0f}"
     cells = [r["set"], r["method"], base]
     if "sad" in r:
@@ -356,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--count", type=int, default=6, help="held-out synthetic subjects")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=[512, 1024, 2048], help="synthetic sizes, px"
+        "--sizes",
+        nargs="+",
+        default=["512", "1024", "1920x1080", "2048"],
+        help="synthetic sizes: N (N x N px) or WxH",
     )
     parser.add_argument(
         "--scales",
@@ -381,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_pretrained(args.weights)
         print("| set | backbone_scale / refine | base short side px | SAD | MSE x 10^3 | holes |")
         print("|---|---|---|---|---|---|")
-        synthetic_sweep(model, args.count, args.sizes, args.scales)
+        synthetic_sweep(model, args.count, [parse_size(v) for v in args.sizes], args.scales)
         pair = Path(args.real_pair)
         if not args.no_real and (pair / "test_fg.jpg").is_file():
             print("\n| set | backbone_scale / refine | base short side px | area | inner holes |")

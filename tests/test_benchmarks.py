@@ -118,3 +118,21 @@ def test_gpu_check_full_dry_run(capsys: pytest.CaptureFixture) -> None:
     assert len(rows) == 6
     for row in rows:  # paper GMac, counted GMac: within 1.5 %
         assert abs(float(row[-1]) - float(row[-2])) / float(row[-2]) < 0.015, row
+
+
+def test_training_step_times_every_part_of_every_stage(capsys: pytest.CaptureFixture) -> None:
+    """Each stage of the shipped recipe, split into draw / augment / forward / backward /
+    optimizer, with the multi-scale stage at its smallest and largest base input."""
+    assert load("training_step").main(["--small", "--steps", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU flags:" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms |" not in line]
+    names = [row.split(" | ")[0][2:] for row in rows if "bf16" not in row]
+    assert names == [
+        "base", "refine", "multiscale, base 32 px", "multiscale, base 64 px",
+        "refiner alone (base frozen)",
+    ]  # fmt: skip
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(float(v) >= 0 for v in cells[2:7]), row
+        assert float(cells[7]) > 0 and cells[8].endswith("%"), row

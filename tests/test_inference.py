@@ -325,6 +325,34 @@ def test_presets_and_overrides(matter):
     assert matter.model.backbone_scale == 0.25 and matter.model.refine_mode == "sampling"
 
 
+def test_auto_keeps_the_shipped_models_base_input_within_its_training_sizes():
+    """The shipped model's holes grow when its base network sees inputs larger than it was
+    trained on (issue 20's scale sweep): its "auto" caps the base input's short side, which
+    leaves the paper's settings at HD, 4K and webcam sizes."""
+    from mattingkit.core.paper import SHIPPED_MAX_BASE_SIDE, refine_pixels_for, scaled_settings
+    from mattingkit.runtime import asset_path
+    from mattingkit.weights.names import SHIPPED_FILENAME
+
+    shipped = Matter(device="cpu")
+    assert shipped.shipped
+    for height, width in ((1080, 1920), (2160, 3840), (480, 640)):
+        assert shipped.settings_for(height, width)["backbone_scale"] == pytest.approx(
+            scaled_settings(height, width)["backbone_scale"]
+        )
+    for height, width in ((2048, 2048), (1536, 2048)):  # the paper: 1/4, so 512 and 384 px
+        settings = shipped.settings_for(height, width)
+        assert settings["backbone_scale"] * height == pytest.approx(SHIPPED_MAX_BASE_SIDE)
+        assert settings["refine_sample_pixels"] == refine_pixels_for(height, width)
+    result = shipped(torch.rand(3, 1440, 1440), torch.rand(3, 1440, 1440))
+    assert result.settings["backbone_scale"] * 1440 == pytest.approx(SHIPPED_MAX_BASE_SIDE)
+    assert result.pha.shape[-2:] == (1440, 1440)
+    # The same file by path is the shipped model too; a preset or a module is taken as given.
+    assert Matter(asset_path("weights", SHIPPED_FILENAME), device="cpu").shipped
+    assert Matter(preset="hd", device="cpu").settings_for(2048, 2048)["backbone_scale"] == 0.25
+    module = Matter(shipped.weights_module, device="cpu")
+    assert not module.shipped and module.settings_for(2048, 2048)["backbone_scale"] == 0.25
+
+
 def test_attributes(matter):
     expected = "bf16" if cpu_has_native_bf16() else "fp32"  # what "auto" picks on a CPU
     assert matter.device == torch.device("cpu") and matter.precision == expected

@@ -365,3 +365,18 @@ def test_fallback_missing_too_raises(tmp_path, no_shipped):
                         progress=False)  # fmt: skip
     with pytest.raises(FileNotFoundError, match="train_shipped_model"):
         load_pretrained("mattingkit")
+
+
+def test_shipped_card_lines_print_the_cards_own_numbers():
+    """Chapters print the shipped model's held-out table from its card instead of quoting it."""
+    from mattingkit.weights.names import shipped_card, shipped_card_lines
+
+    card = shipped_card()
+    lines = shipped_card_lines()
+    assert f"{card['eval_count']} samples" in lines[0]
+    for (key, scores), row in zip(card["metrics"].items(), lines[2:]):  # one row each, in order
+        plate = key.split("/")[1]
+        assert row.startswith(plate), (key, row)
+        assert f"{scores['mse'] * 1e3:.1f}" in row and f"{scores['sad']:.2f}" in row, (key, row)
+    assert len(lines) == 2 + len(card["metrics"])
+    assert "previous MSE" not in shipped_card_lines(previous=False)[1]

@@ -205,6 +205,64 @@ def test_resumable_batches_continue_the_same_sequence():
     assert [epoch for epoch, _ in full[3]] == [1, 1, 1]
 
 
+def test_multiscale_refine_run_draws_the_base_input_size_per_step(tmp_path, monkeypatch):
+    """--backbone-scale-max: each step's base input side is drawn from the step's seed (so a
+    resumed run draws the same), every allowed side is used, and the saved model is at
+    --backbone-scale again."""
+    config = tiny_config(
+        tmp_path, stage="refine", size=128, steps=8, backbone_scale=0.25, backbone_scale_max=0.5
+    )
+    assert T.base_sides(config) == [32, 64, 96, 128][:2]  # 128 * 0.25 ... 128 * 0.5, by 32 px
+    assert T.base_sides(dataclasses.replace(config, backbone_scale_max=0.0)) == [32]
+    real_step = T.training_step
+
+    def runs(out: str) -> list[float]:
+        seen = []
+
+        def recording_step(model, *args, **kwargs):
+            seen.append(model.backbone_scale)
+            return real_step(model, *args, **kwargs)
+
+        monkeypatch.setattr(T, "training_step", recording_step)
+        result = T.train(dataclasses.replace(config, out=str(tmp_path / out)))
+        monkeypatch.setattr(T, "training_step", real_step)
+        weights = _load_weights(Path(result.config.out) / "model.pth")
+        assert weights  # the run finished and saved
+        return seen
+
+    first = runs("a")
+    assert sorted(set(first)) == [0.25, 0.5]
+    assert runs("b") == first  # seeded per step: the same draw every time
+
+
+def test_recalibration_batches_of_a_multiscale_run_visit_every_base_size():
+    config = T.TrainConfig(stage="refine", size=256, backbone_scale=0.25, backbone_scale_max=0.5)
+    model = MattingRefine("mobilenetv2", backbone_scale=0.25)
+    seen = []
+    for _ in T.at_training_scales(model, range(5), config):
+        seen.append(model.backbone_scale * config.size)
+    assert seen == [64, 96, 128, 64, 96]  # base_sides(config), in turn
+    assert model.backbone_scale == 0.25  # set back afterwards
+    # A model with BatchNorm statistics re-measured that way still runs at every size.
+    T.recalibrate_batchnorm(
+        model, T.at_training_scales(model, [(torch.rand(2, 3, 256, 256),) * 2] * 3, config)
+    )
+    assert model.backbone_scale == 0.25
+
+
+def test_backbone_scale_max_needs_the_refine_stage_and_a_larger_scale():
+    with pytest.raises(ValueError, match="--backbone-scale-max needs --stage refine"):
+        T.TrainConfig(stage="base", backbone_scale_max=0.5).validate()
+    with pytest.raises(ValueError, match="--backbone-scale-max"):
+        T.TrainConfig(
+            stage="refine", size=256, backbone_scale=0.25, backbone_scale_max=0.2
+        ).validate()
+    with pytest.raises(ValueError, match="--backbone-scale-max"):
+        T.TrainConfig(
+            stage="refine", size=256, backbone_scale=0.25, backbone_scale_max=0.75
+        ).validate()
+
+
 def test_refine_init_loads_the_base_weights(tmp_path):
     base = MattingBase("mobilenetv2")
     torch.save(base.state_dict(), tmp_path / "base.pth")

@@ -55,10 +55,11 @@ from torch import nn
 from mattingkit.apps.compositing import GREEN_SCREEN, parse_colour
 from mattingkit.core import matting
 from mattingkit.core.model import BUILD_SETTINGS, PER_CALL_SETTINGS
-from mattingkit.core.paper import RESOLUTIONS, scaled_settings
+from mattingkit.core.paper import RESOLUTIONS, capped_settings, scaled_settings
 from mattingkit.core.refiner import REFINE_MODES
 from mattingkit.speed.folding import fold_batchnorms, has_foldable_batchnorm
 from mattingkit.speed.windows import accelerate, is_accelerated
+from mattingkit.weights.names import is_shipped
 from mattingkit.weights.pretrained import OfflineFallbackWarning, infer_backbone, load_pretrained
 
 __all__ = ["GREEN_SCREEN", "PRESETS", "MatteResult", "Matter", "to_tensor"]
@@ -412,7 +413,10 @@ class Matter:
             1/4 up to 2048 x 2048 and 1/8 above (the official Colab's rule), and the paper's
             share of the frame refined, 3.86 %, at least 4,096 pixels
             (:func:`mattingkit.core.paper.scaled_settings`): exactly the paper's settings at
-            1920 x 1080 and 3840 x 2160, 11,856 pixels at 640 x 480.
+            1920 x 1080 and 3840 x 2160, 11,856 pixels at 640 x 480. For mattingkit's shipped
+            model ``"auto"`` also keeps the base network's input within the sizes it was
+            trained on (:func:`mattingkit.core.paper.capped_settings`: at most 288 px on the
+            short side, so HD, 4K and webcam frames keep the paper's settings).
         device: ``"auto"`` (CUDA, then MPS, then CPU) or any torch device.
         precision: ``"auto"`` (fp16 autocast on CUDA, bfloat16 on a CPU with native
             bfloat16, fp32 elsewhere), ``"fp32"``, ``"fp16"`` (CUDA only) or ``"bf16"``.
@@ -457,6 +461,12 @@ class Matter:
         build_options = {k: v for k, v in model_options.items() if k in BUILD_SETTINGS}
         self.used_fallback = False
         self.model = self._load(weights, backbone, build_options, allow_fallback)
+        #: mattingkit's shipped model (named, or the offline fallback): "auto" caps its base
+        #: network's input at the sizes it was trained on.
+        self.shipped = self.used_fallback or (
+            not isinstance(weights, nn.Module)
+            and is_shipped(weights if weights is not None else backbone or "mattingkit")
+        )
         self.scripted = isinstance(self.model, torch.jit.ScriptModule)
         self.backbone = infer_backbone(self.model.state_dict())
         self.has_refiner = any(k.startswith("refiner.") for k in self.model.state_dict())
@@ -590,7 +600,8 @@ class Matter:
             return {}
         settings = dict(self._base_settings)
         if self.preset == "auto":
-            settings.update(scaled_settings(height, width))
+            rule = capped_settings if self.shipped else scaled_settings
+            settings.update(rule(height, width))
         else:
             settings.update(PRESETS[self.preset])
         settings.update(self.options)

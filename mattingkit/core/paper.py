@@ -39,6 +39,8 @@ __all__ = [
     "official_settings",
     "scaled_settings",
     "SHIPPED_BASE_SIDE",
+    "SHIPPED_MAX_BASE_SIDE",
+    "capped_settings",
     "fixed_base_settings",
 ]
 
@@ -180,12 +182,13 @@ TABLE6: MappingProxyType[str, Quality] = MappingProxyType(
 )
 
 
-#: The base network input's short side, in pixels, at which mattingkit's shipped model
-#: (``assets/weights``) measured best. Its base network was trained on 128 x 128 inputs only;
-#: on held-out synthetic subjects at 512, 1024 and 2048 px (``scripts/diagnose_shipped_model.py``)
-#: a base input with a 128-192 px short side kept the holes at 1.9-2.7 % at every size (difference
-#: keying: 2.4-2.8 %), while 256 px gave 6-10 % and 512 px (the paper's 1/4 at 2048 px) 16-24 %;
-#: 192 px also had the lowest MSE (trimap band, sampling mode) of 128, 160, 192 and 256 px.
+#: A base network input's short side, in pixels, for a model trained on small inputs only. The
+#: shipped model of 2026-11 saw 128 x 128 base inputs only; on held-out synthetic subjects at
+#: 512, 1024 and 2048 px (``scripts/diagnose_shipped_model.py``) a 128-192 px short side kept its
+#: holes at 1.9-2.7 % at every size (difference keying: 2.4-2.8 %), while 256 px gave 6-10 % and
+#: 512 px (the paper's 1/4 at 2048 px) 16-24 %. The model shipped since trains its base network
+#: on 128-256 px inputs (the recipe's multiscale stage) and runs at the paper's settings; its
+#: card (``assets/weights/README.md``) compares both choices.
 SHIPPED_BASE_SIDE = 192
 
 
@@ -195,10 +198,10 @@ def fixed_base_settings(
     """``MattingRefine`` settings that give the base network the same input size at any frame size.
 
     Chapter 04. The paper's ``backbone_scale`` is a choice: 1/4 of HD is what the official
-    weights saw in training. A model trained on smaller inputs (mattingkit's shipped model:
-    128 px) should keep its base input near that size, or the subject is larger than any it
-    learned and it leaves holes in it (RVM likewise tells its users to keep its internal size
-    at 256-512 px). ``backbone_scale`` makes the short side ``base_side`` pixels (at most 1/2);
+    weights saw in training. A model trained on smaller inputs only (mattingkit's shipped model
+    before its multiscale stage: 128 px) should keep its base input near that size, or the
+    subject is larger than any it learned and it leaves holes in it (RVM likewise tells its
+    users to keep its internal size at 256-512 px). ``backbone_scale`` makes the short side ``base_side`` pixels (at most 1/2);
     the refiner re-predicts :func:`refine_pixels_for` of the frame, as in :func:`scaled_settings`.
     """
     if base_side <= 0:
@@ -207,3 +210,27 @@ def fixed_base_settings(
         "backbone_scale": min(0.5, base_side / min(int(height), int(width))),
         "refine_sample_pixels": refine_pixels_for(height, width),
     }
+
+
+#: The largest base input short side, in pixels, for mattingkit's shipped model. Its last
+#: training stage gave the base network inputs of 128-256 px; the paper's HD and 4K settings
+#: give it 270 px (measured fine), while 1/4 of a 2048 x 2048 frame, 512 px, left holes in
+#: 16 % of the opaque subject (keying: 2.8 %; the card in ``assets/weights/README.md``).
+SHIPPED_MAX_BASE_SIDE = 288
+
+
+def capped_settings(
+    height: int, width: int, max_base_side: int = SHIPPED_MAX_BASE_SIDE
+) -> dict[str, float]:
+    """:func:`scaled_settings`, with the base network's input short side at most ``max_base_side``.
+
+    Chapter 07. What ``Matter(preset="auto")`` uses for mattingkit's shipped model: the paper's
+    settings wherever they keep the base input within the sizes the model was trained on
+    (HD, 4K, a webcam), a smaller ``backbone_scale`` on larger frames.
+    """
+    if max_base_side <= 0:
+        raise ValueError(f"max_base_side must be positive, got {max_base_side}")
+    settings = scaled_settings(height, width)
+    cap = max_base_side / min(int(height), int(width))
+    settings["backbone_scale"] = min(float(settings["backbone_scale"]), cap)
+    return settings

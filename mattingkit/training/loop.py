@@ -211,6 +211,14 @@ class TrainConfig:
         default=0, metadata=_help("synthetic training pool size (0: a fresh sample for every slot)")
     )
     backbone_scale: float = field(default=0.25, metadata=_help("refine stage: base network scale"))
+    backbone_scale_max: float = field(
+        default=0.0,
+        metadata=_help(
+            "refine stage: if above --backbone-scale, each step draws the base network's input "
+            "size between the two (in multiples of 32 px), so the base network learns the "
+            "subject sizes it meets at HD, 4K and webcam sizes, not one size only (0: fixed)"
+        ),
+    )
     refine_sample_fraction: float = field(
         default=REFINE_SHARE,
         metadata=_help("refine stage: share of crop pixels refined (default: the HD share, 3.9%%)"),
@@ -289,6 +297,13 @@ class TrainConfig:
             )
         if not 0 < self.backbone_scale <= 0.5:
             raise ValueError(f"--backbone-scale must be in (0, 0.5]; got {self.backbone_scale}")
+        if self.backbone_scale_max and not (
+            self.stage == "refine" and self.backbone_scale < self.backbone_scale_max <= 0.5
+        ):
+            raise ValueError(
+                "--backbone-scale-max needs --stage refine and a value in "
+                f"({self.backbone_scale}, 0.5]; got {self.backbone_scale_max}"
+            )
         if not 0 < self.refine_sample_fraction <= 1:
             raise ValueError(
                 f"--refine-sample-fraction must be in (0, 1]; got {self.refine_sample_fraction}"
@@ -453,6 +468,31 @@ def build_model(config: TrainConfig) -> nn.Module:
     for name in frozen_parts(config):
         getattr(model, name).requires_grad_(False)
     return model
+
+
+def base_sides(config: TrainConfig) -> list[int]:
+    """The base network's input sides a multi-scale refine run draws from (multiples of 32 px)."""
+    low = config.size * config.backbone_scale
+    if not config.backbone_scale_max:
+        return [round(low)]
+    high = config.size * config.backbone_scale_max
+    sides = [s for s in range(32, int(high) + 1, 32) if low <= s <= high]
+    return sides or [round(low)]
+
+
+def at_training_scales(
+    model: nn.Module, batches: Iterable[Any], config: TrainConfig
+) -> Iterator[Any]:
+    """``batches``, with the model's base input size cycled through :func:`base_sides` while
+    each is used, then set back to ``config.backbone_scale``: BatchNorm statistics measured on
+    them (:func:`recalibrate_batchnorm`) describe every size a multi-scale run trained at."""
+    sides = base_sides(config)
+    try:
+        for index, batch in enumerate(batches):
+            model.backbone_scale = sides[index % len(sides)] / config.size
+            yield batch
+    finally:
+        model.backbone_scale = config.backbone_scale
 
 
 def refine_sample_pixels(config: TrainConfig) -> int:
@@ -1116,6 +1156,7 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
     last_checkpoint = run.resume_from
     step = run.start_step
     window: list[float] = []
+    sides = base_sides(config) if config.stage == "refine" else []
     for batch in loader:
         # Every random choice of this step comes from (seed, step, rank): resume is exact.
         step_seed = _mix_seed(config.seed, step, dist_info.rank)
@@ -1123,6 +1164,9 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
         torch.manual_seed(step_seed)  # dropout in the ASPP
         batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
         src, bgr, true_fgr, true_pha = _make_batch(batch, config, aug_generator)
+        if len(sides) > 1:  # multi-scale: this step's base input size, drawn from the step's seed
+            side = sides[int(torch.randint(len(sides), (1,), generator=aug_generator))]
+            run.model.backbone_scale = side / config.size
         loss, terms = training_step(
             run.net, run.optimizer, run.scaler, src, bgr, true_pha, true_fgr,
             stage=config.stage, amp=run.use_amp, clip_grad_norm=config.clip_grad_norm,
@@ -1162,12 +1206,15 @@ def _run_steps(run: _Run) -> tuple[int, Path | None, float]:
         ):
             last_checkpoint = _save(run, step)
 
+    if config.stage == "refine":
+        run.model.backbone_scale = config.backbone_scale  # what the weights are saved and scored at
     if config.bn_recalibration and step > run.start_step:
         # Short runs from scratch: the running averages lag behind weights that moved fast,
         # and eval mode would use stale statistics. Re-measure them for the final weights.
-        recalibrate_batchnorm(
-            run.model, _recalibration_batches_of(run), run.use_amp, frozen_parts(config)
-        )
+        batches = _recalibration_batches_of(run)
+        if config.stage == "refine":
+            batches = at_training_scales(run.model, batches, config)
+        recalibrate_batchnorm(run.model, batches, run.use_amp, frozen_parts(config))
     return step, last_checkpoint, time.perf_counter() - started
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "official_sources",
     "require_shipped",
     "resolve_name",
+    "shipped_card",
+    "shipped_card_lines",
     "shipped_quality_warning",
     "unknown_name_message",
     "unknown_weights_message",
@@ -166,6 +168,50 @@ def shipped_quality_warning() -> str:
         "specks and parts of the subject left almost transparent). For real footage use "
         "--weights resnet50 or --weights mobilenetv2 (downloaded once)."
     )
+
+
+def shipped_card() -> dict[str, Any]:
+    """The shipped model's measured card (``assets/weights/*.json``, written by
+    ``scripts/train_shipped_model.py``): chapters print its numbers instead of quoting them."""
+    import json
+
+    from mattingkit.runtime import asset_path
+
+    path = require_shipped(asset_path("weights", SHIPPED_FILENAME)).with_suffix(".json")
+    return json.loads(path.read_text())
+
+
+#: How the card names the methods it scores (its keys are ``"<method>/<plate>"``).
+_CARD_METHODS = {
+    "difference_key": "difference keying",
+    "none": "no refinement",
+    "sampling": "sampling",
+    "thresholding": "thresholding",
+    "full": "full",
+}
+
+
+def shipped_card_lines(previous: bool = True) -> list[str]:
+    """The card's held-out table as aligned text lines: MSE x 10^3 and SAD in the trimap band
+    and the holes, per plate and method, with the previous shipped model's MSE beside."""
+    card = shipped_card()
+    metrics, before = card["metrics"], card.get("previous_metrics") if previous else None
+    lines = [
+        f"held-out synthetic set: {card['eval_count']} samples at "
+        f"{card['eval_size']}x{card['eval_size']} (assets/weights/README.md)",
+        f"{'plate':<10}{'method':<20}{'MSE x 10^3':>11}{'SAD':>8}{'holes':>8}"
+        + (f"{'previous MSE':>14}" if before else ""),
+    ]
+    for key, scores in metrics.items():
+        method, plate = key.split("/")
+        line = (
+            f"{plate:<10}{_CARD_METHODS[method]:<20}{scores['mse'] * 1e3:>11.1f}"
+            f"{scores['sad']:>8.2f}{scores['holes']:>8.1%}"
+        )
+        if before and method != "difference_key" and key in before:
+            line += f"{before[key]['mse'] * 1e3:>14.1f}"
+        lines.append(line)
+    return lines
 
 
 def require_shipped(path: Path) -> Path:
