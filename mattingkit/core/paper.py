@@ -215,7 +215,7 @@ def fixed_base_settings(
 #: The largest base input short side, in pixels, for mattingkit's shipped model. Its last
 #: training stage gave the base network inputs of 128-256 px; the paper's HD and 4K settings
 #: give it 270 px (measured fine), while 1/4 of a 2048 x 2048 frame, 512 px, left holes in
-#: 16 % of the opaque subject (keying: 2.8 %; the card in ``assets/weights/README.md``).
+#: 16.5 % of the opaque subject (sampling; keying: 2.8 %; the card in ``assets/weights/README.md``).
 SHIPPED_MAX_BASE_SIDE = 288
 
 
@@ -225,8 +225,9 @@ def capped_settings(
     """:func:`scaled_settings`, with the base network's input short side at most ``max_base_side``.
 
     Chapter 07. What ``Matter(preset="auto")`` uses for mattingkit's shipped model: the paper's
-    settings wherever they keep the base input within the sizes the model was trained on
-    (HD, 4K, a webcam), a smaller ``backbone_scale`` on larger frames.
+    settings wherever the base input's short side stays at most ``max_base_side`` (288 px, a
+    little above the 128-256 px it trained on; HD and 4K give 270 px, a 640 x 480 webcam 120),
+    a smaller ``backbone_scale`` on larger frames.
     """
     if max_base_side <= 0:
         raise ValueError(f"max_base_side must be positive, got {max_base_side}")
