@@ -21,6 +21,7 @@ Every stage resumes from its last checkpoint if the command is run again after a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -80,11 +81,6 @@ FULL = {
         size=512, batch_size=4, steps=2500, lr_scale=2.0, warmup_steps=50,
         refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
     ),
-    "multiscale": dict(
-        size=512, batch_size=4, steps=2000, lr_scale=1.0, warmup_steps=20,
-        backbone_scale=0.25, backbone_scale_max=0.5,
-        refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
-    ),
 }  # fmt: skip
 QUICK = {
     "base": dict(size=128, batch_size=8, steps=140, lr_scale=3.0, warmup_steps=20, **COMMON),
@@ -92,12 +88,11 @@ QUICK = {
         size=256, batch_size=4, steps=20, lr_scale=2.0, warmup_steps=5,
         refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
     ),
-    "multiscale": dict(
-        size=256, batch_size=4, steps=10, lr_scale=1.0, warmup_steps=2,
-        backbone_scale=0.25, backbone_scale_max=0.5,
-        refine_sample_fraction=2 * REFINE_SHARE, refine_random_share=0.5, **COMMON,
-    ),
 }  # fmt: skip
+#: The multiscale stage continues the refine stage with its crops and patch selection.
+MULTISCALE = dict(lr_scale=1.0, backbone_scale=0.25, backbone_scale_max=0.5)
+FULL["multiscale"] = {**FULL["refine"], **MULTISCALE, "steps": 2000, "warmup_steps": 20}
+QUICK["multiscale"] = {**QUICK["refine"], **MULTISCALE, "steps": 10, "warmup_steps": 2}
 #: How the held-out set is scored: no refinement, then each refine mode of the official code.
 REFINE_MODES = ("none", "sampling", "thresholding", "full")
 #: The scale sweep on the card (scripts/diagnose_shipped_model.py): held-out subjects at these
@@ -110,8 +105,9 @@ SWEEP_SCALES = ("paper", "auto", "preset")
 REAL_PAIR = ROOT.parent / "shared" / "data" / "real_pair"
 
 
+@functools.cache
 def diagnostics():
-    """``scripts/diagnose_shipped_model.py`` as a module (it lives beside this script)."""
+    """``scripts/diagnose_shipped_model.py`` as a module (it lives beside this script), loaded once."""
     import importlib.util
 
     path = Path(__file__).resolve().parent / "diagnose_shipped_model.py"
