@@ -3,7 +3,8 @@
 Run: ``python benchmarks/training_step.py [--steps 6] [--threads 2]``
 
 For each stage of ``scripts/train_shipped_model.py`` (base; refine; multiscale at its smallest and
-largest base input; the refiner alone with the base frozen) one real step is split into:
+largest base input; wide at its largest; the refiner alone with the base frozen) one real step is
+split into:
 
 * ``draw``: drawing the batch's synthetic samples (``SyntheticMattingDataset``): in the recipe
   a second process does this while the model trains (``num_workers=1``), so it costs the step
@@ -62,7 +63,7 @@ def stage_configs(small: bool = False) -> dict[str, loop.TrainConfig]:
     out = Path("/nonexistent")  # never written: only the settings are used
     configs = {
         name: script.stage_config(name, script.FULL[name], out, 0, None)
-        for name in ("base", "refine", "multiscale")
+        for name in ("base", "refine", "multiscale", "wide")
     }
     if small:
         configs = {
@@ -75,6 +76,11 @@ def stage_configs(small: bool = False) -> dict[str, loop.TrainConfig]:
         configs[f"multiscale, base {side} px"] = dataclasses.replace(
             multi, backbone_scale=side / multi.size, backbone_scale_max=0.0
         )
+    wide = configs.pop("wide")
+    side = loop.base_sides(wide)[-1]
+    configs[f"wide, base {side} px"] = dataclasses.replace(
+        wide, backbone_scale=side / wide.size, backbone_scale_max=0.0
+    )
     configs["refiner alone (base frozen)"] = dataclasses.replace(
         configs["refine"], freeze_base=True
     )

@@ -122,7 +122,8 @@ def test_gpu_check_full_dry_run(capsys: pytest.CaptureFixture) -> None:
 
 def test_training_step_times_every_part_of_every_stage(capsys: pytest.CaptureFixture) -> None:
     """Each stage of the shipped recipe, split into draw / augment / forward / backward /
-    optimizer, with the multi-scale stage at its smallest and largest base input."""
+    optimizer, with the multi-scale stage at its smallest and largest base input, the wide one at
+    its largest."""
     assert load("training_step").main(["--small", "--steps", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "CPU flags:" in out
@@ -130,7 +131,7 @@ def test_training_step_times_every_part_of_every_stage(capsys: pytest.CaptureFix
     names = [row.split(" | ")[0][2:] for row in rows if "bf16" not in row]
     assert names == [
         "base", "refine", "multiscale, base 32 px", "multiscale, base 64 px",
-        "refiner alone (base frozen)",
+        "wide, base 64 px", "refiner alone (base frozen)",
     ]  # fmt: skip
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]

@@ -187,8 +187,8 @@ TABLE6: MappingProxyType[str, Quality] = MappingProxyType(
 #: 512, 1024 and 2048 px (``scripts/diagnose_shipped_model.py``) a 128-192 px short side kept its
 #: holes at 1.9-2.7 % at every size (difference keying: 2.4-2.8 %), while 256 px gave 6-10 % and
 #: 512 px (the paper's 1/4 at 2048 px) 16-24 %. The model shipped since trains its base network
-#: on 128-256 px inputs (the recipe's multiscale stage) and runs at the paper's settings; its
-#: card (``assets/weights/README.md``) compares both choices.
+#: on 128-320 px inputs (the recipe's multiscale and wide stages) and runs at the paper's
+#: settings up to the cap below; its card (``assets/weights/README.md``) compares the choices.
 SHIPPED_BASE_SIDE = 192
 
 
@@ -213,9 +213,10 @@ def fixed_base_settings(
 
 
 #: The largest base input short side, in pixels, for mattingkit's shipped model. Its last
-#: training stage gave the base network inputs of 128-256 px; the paper's HD and 4K settings
-#: give it 270 px (measured fine), while 1/4 of a 2048 x 2048 frame, 512 px, left holes in
-#: 16.5 % of the opaque subject (sampling; keying: 2.8 %; the card in ``assets/weights/README.md``).
+#: training stage gave the base network inputs of 128-320 px; the paper's HD and 4K settings
+#: give it 270 px, while 1/4 of a 2048 x 2048 frame, 512 px, is far outside: the card's scale
+#: sweep (``assets/weights/README.md``) has the holes at each choice, 288 px leaves a margin
+#: below the largest trained size.
 SHIPPED_MAX_BASE_SIDE = 288
 
 
@@ -225,9 +226,9 @@ def capped_settings(
     """:func:`scaled_settings`, with the base network's input short side at most ``max_base_side``.
 
     Chapter 07. What ``Matter(preset="auto")`` uses for mattingkit's shipped model: the paper's
-    settings wherever the base input's short side stays at most ``max_base_side`` (288 px, a
-    little above the 128-256 px it trained on; HD and 4K give 270 px, a 640 x 480 webcam 120),
-    a smaller ``backbone_scale`` on larger frames.
+    settings wherever the base input's short side stays at most ``max_base_side`` (288 px,
+    inside the 128-320 px it trained on; HD and 4K give 270 px, a 640 x 480 webcam 120), a
+    smaller ``backbone_scale`` on larger frames.
     """
     if max_base_side <= 0:
         raise ValueError(f"max_base_side must be positive, got {max_base_side}")
