@@ -283,8 +283,10 @@ gives it 270 px, inside what both trained at).
 - What works, as before: the whole figure is cut out from cap to shoes, with the face, both
   arms, the hand and the bracelet; the sky and the trees around the head are clean.
 - The leg on the image's right, below the knee, where the dark trousers stand in front of the
-  dark hedge: still a transparent patch with a grey band below it, a little smaller (in a
-  100 x 130 px box around it, 49 % of the pixels below 0.5 against 56 %).
+  dark hedge: still an almost transparent hole with a grey band below it, smaller and rounder
+  than before (in a 100 x 130 px box around it, 49 % of the pixels below 0.5 against 56 %);
+  the leg is held together by a grey-to-white strip along its edge toward the other leg,
+  wider than the previous model's thin grey bridge there.
 - The shirt, unchanged: a notch at the edge of the shoulder on the image's left and a
   half-transparent (grey) area over the shoulder on the right.
 - Faults, as before or new: grey specks on the sole of the right shoe and along the outer edge
@@ -368,6 +370,24 @@ def _from_weights_lines(info: dict) -> list[str]:
     ]
 
 
+def earlier_scores(compared: Path, size: int, count: int) -> dict:
+    """The previous model's own "previous" scores, from its JSON, when they were measured on
+    the same held-out set: the card then shows three generations (chapter 04 prints them)."""
+    path = compared.with_suffix(".json")
+    if not path.is_file():
+        return {}
+    before = json.loads(path.read_text())
+    if not before.get("previous_metrics") or (before["eval_size"], before["eval_count"]) != (
+        size,
+        count,
+    ):
+        return {}
+    return {
+        "earlier_label": before["previous_label"],
+        "earlier_metrics": before["previous_metrics"],
+    }
+
+
 def write_card(path: Path, info: dict) -> None:
     from mattingkit.io import atomic_write
 
@@ -448,6 +468,17 @@ def write_card(path: Path, info: dict) -> None:
             "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
             "|---|---|---|---|---|---|---|---|---|",
             *[r for r in metrics_table(info["previous_metrics"], "previous model")
+              if "difference keying" not in r],
+        ]  # fmt: skip
+    if info.get("earlier_metrics"):
+        lines += [
+            "",
+            f"The model before it ({info['earlier_label']}; its refiner's BatchNorm statistics "
+            "were measured on the hardest patches only), from the previous card, same set:",
+            "",
+            "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[r for r in metrics_table(info["earlier_metrics"], "earlier model")
               if "difference keying" not in r],
         ]  # fmt: skip
     lines += [
@@ -622,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         info["previous_metrics"] = score(
             load_pretrained(args.compare), args.eval_size, args.eval_count
         )
+        info.update(earlier_scores(Path(args.compare), args.eval_size, args.eval_count))
     if args.sweep_count:
         from mattingkit.core.paper import SHIPPED_BASE_SIDE, SHIPPED_MAX_BASE_SIDE
 

@@ -379,4 +379,8 @@ def test_shipped_card_lines_print_the_cards_own_numbers():
         assert row.startswith(plate), (key, row)
         assert f"{scores['mse'] * 1e3:.1f}" in row and f"{scores['sad']:.2f}" in row, (key, row)
     assert len(lines) == 2 + len(card["metrics"])
+    for name in ("previous", "earlier"):  # the models before it, each its own column
+        assert f"{name} MSE" in lines[1]
+        none = card[f"{name}_metrics"]["none/clean"]["mse"] * 1e3
+        assert f"{none:.1f}" in next(row for row in lines if "no refinement" in row)
     assert "previous MSE" not in shipped_card_lines(previous=False)[1]

@@ -193,14 +193,21 @@ _CARD_METHODS = {
 
 def shipped_card_lines(previous: bool = True) -> list[str]:
     """The card's held-out table as aligned text lines: MSE x 10^3 and SAD in the trimap band
-    and the holes, per plate and method, with the previous shipped model's MSE beside."""
+    and the holes, per plate and method, with the MSE of the shipped models before it beside
+    (*previous*: the one this model continued; *earlier*: the one before that, when the card
+    has it)."""
     card = shipped_card()
-    metrics, before = card["metrics"], card.get("previous_metrics") if previous else None
+    metrics = card["metrics"]
+    columns = [
+        (name, card[f"{name}_metrics"])
+        for name in ("previous", "earlier")
+        if previous and card.get(f"{name}_metrics")
+    ]
     lines = [
         f"held-out synthetic set: {card['eval_count']} samples at "
         f"{card['eval_size']}x{card['eval_size']} (assets/weights/README.md)",
         f"{'plate':<10}{'method':<20}{'MSE x 10^3':>11}{'SAD':>8}{'holes':>8}"
-        + (f"{'previous MSE':>14}" if before else ""),
+        + "".join(f"{name + ' MSE':>14}" for name, _ in columns),
     ]
     for key, scores in metrics.items():
         method, plate = key.split("/")
@@ -208,8 +215,11 @@ def shipped_card_lines(previous: bool = True) -> list[str]:
             f"{plate:<10}{_CARD_METHODS[method]:<20}{scores['mse'] * 1e3:>11.1f}"
             f"{scores['sad']:>8.2f}{scores['holes']:>8.1%}"
         )
-        if before and method != "difference_key" and key in before:
-            line += f"{before[key]['mse'] * 1e3:>14.1f}"
+        if method != "difference_key":
+            line += "".join(
+                f"{other[key]['mse'] * 1e3:>14.1f}" if key in other else " " * 14
+                for _, other in columns
+            )
         lines.append(line)
     return lines
 
