@@ -278,7 +278,8 @@ the paper's HD settings: `backbone_scale=0.25`, 80,000 refined pixels; no ground
 number beyond the sweep's proxy above and two boxes counted below). Chapter 06 draws it when
 the pair is at hand. This model beside the previous one, alpha looked at full size: the two
 cutouts are nearly the same (the wide stage changed the base network at larger inputs; HD
-gives it 270 px, inside what both trained at).
+gives it 270 px, inside the 128-320 px this model trained at, a little above the previous
+model's 128-256).
 
 - What works, as before: the whole figure is cut out from cap to shoes, with the face, both
   arms, the hand and the bracelet; the sky and the trees around the head are clean.
@@ -382,10 +383,13 @@ def earlier_scores(compared: Path, size: int, count: int) -> dict:
         count,
     ):
         return {}
-    return {
+    earlier = {
         "earlier_label": before["previous_label"],
         "earlier_metrics": before["previous_metrics"],
     }
+    if before.get("previous_sweep") and before.get("sweep_count"):
+        earlier["earlier_sweep"] = before["previous_sweep"]
+    return earlier
 
 
 def write_card(path: Path, info: dict) -> None:
@@ -516,7 +520,20 @@ def write_card(path: Path, info: dict) -> None:
                 "",
                 *sweep_tables(info["previous_sweep"]),
                 "",
+                "What that sweep says of the previous model:",
+                "",
                 *sweep_property_lines(info["previous_sweep"]),
+            ]
+        if info.get("earlier_sweep"):
+            lines += [
+                "",
+                f"The model before it ({info['earlier_label']}), the same sweep, from its card:",
+                "",
+                *sweep_tables(info["earlier_sweep"]),
+                "",
+                "What that sweep says of the earlier model:",
+                "",
+                *sweep_property_lines(info["earlier_sweep"]),
             ]
     lines += [
         "",

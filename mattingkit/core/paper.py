@@ -227,8 +227,8 @@ def capped_settings(
 
     Chapter 07. What ``Matter(preset="auto")`` uses for mattingkit's shipped model: the paper's
     settings wherever the base input's short side stays at most ``max_base_side`` (288 px,
-    inside the 128-320 px it trained on; HD and 4K give 270 px, a 640 x 480 webcam 120), a
-    smaller ``backbone_scale`` on larger frames.
+    inside the 128-320 px it trained on; HD and 4K give 270 px, a 640 x 480 webcam 120, just
+    under the smallest trained size), a smaller ``backbone_scale`` on larger frames.
     """
     if max_base_side <= 0:
         raise ValueError(f"max_base_side must be positive, got {max_base_side}")
