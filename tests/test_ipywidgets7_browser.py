@@ -240,7 +240,12 @@ def test_studio_on_the_ipywidgets_7_front_end(chromium, tmp_path, artifacts):
         page.wait_for_function(image_drawn, arg=".mk-studio-results img", timeout=120_000)
         page.locator(".mk-studio-stats table").wait_for()
         assert "✓" in page.locator(".mk-studio-status").inner_text()
-        assert page.locator("button.mk-studio-run").inner_text().strip() == "Run"
+        # The button's label comes back in a later widget message than the figure and the
+        # status; under load it lags behind them, so wait for it (it must come back).
+        page.wait_for_function(
+            "() => document.querySelector('button.mk-studio-run').innerText.trim() === 'Run'",
+            timeout=60_000,
+        )
         page.locator(".mk-studio-background-kind button", has_text="blur").click()
         page.locator("button.mk-studio-background-button").click()
         page.wait_for_function(image_drawn, arg=".mk-studio-composite img", timeout=120_000)
