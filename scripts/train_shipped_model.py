@@ -282,7 +282,8 @@ gives it 270 px, inside the 128-320 px this model trained at, a little above the
 model's 128-256).
 
 - What works, as before: the whole figure is cut out from cap to shoes, with the face, both
-  arms, the hand and the bracelet; the sky and the trees around the head are clean.
+  arms, the hand and the bracelet; the asphalt between his feet is gone; the sky and the
+  trees around the head are clean.
 - The leg on the image's right, below the knee, where the dark trousers stand in front of the
   dark hedge: still an almost transparent hole with a grey band below it, smaller and rounder
   than before (in a 100 x 130 px box around it, 49 % of the pixels below 0.5 against 56 %);
@@ -351,10 +352,23 @@ def _wide_stage_lines(info: dict) -> list[str]:
         f"({wide['steps']} steps, batch {wide['batch_size']}, official rates x{wide['lr_scale']:g}, "
         f"cosine, new samples), the base input's side drawn from "
         f"{wide['size'] * wide['backbone_scale']:.0f} to {wide['size'] * wide['backbone_scale_max']:.0f} px, "
-        "so the base network has also trained at the size `auto` gives the largest frames (the "
+        "so the base network has also trained at the 288-px cap that `auto` gives 2048x2048 "
+        "frames and beyond (the "
         f"refiner needs the base input at most half the crop, hence the larger crops); "
         f"{seconds / 60:.1f} min ({wide['steps'] / seconds:.2f} steps/s).",
     ]
+
+
+def _machines_line(info: dict) -> str:
+    """Which CPU ran which stage (a chain of ``--from-weights`` runs may use several)."""
+    machines = info.get("stage_machines")
+    if not machines:
+        return info["machine"]
+    by_machine: dict[str, list[str]] = {}
+    for stage in STAGE_SEEDS:
+        if stage in machines:
+            by_machine.setdefault(machines[stage], []).append(stage)
+    return "; ".join(f"{m} ({', '.join(stages)})" for m, stages in by_machine.items())
 
 
 def _from_weights_lines(info: dict) -> list[str]:
@@ -414,6 +428,15 @@ def write_card(path: Path, info: dict) -> None:
         "",
         "Each stage checkpoints every 50 steps; run the same command again after an interruption",
         "and it resumes exactly where it stopped (`runs/shipped/` keeps the runs).",
+        *(
+            [
+                "This command trains every stage in one run; this file was made in a chain of runs",
+                "instead, each continuing the shipped file before it with `--from-weights` (below),",
+                "so a run from scratch gives a model of the same recipe, not these exact weights.",
+            ]
+            if info.get("from_weights")
+            else []
+        ),
         "",
         f"- Stage base: `MattingBase` from scratch, {base['steps']} steps, batch {base['batch_size']}, "
         f"{base['size']}x{base['size']} crops, AdamW (official rates x{base['lr_scale']}), cosine decay, "
@@ -438,7 +461,7 @@ def write_card(path: Path, info: dict) -> None:
         *_from_weights_lines(info),
         f"- Total: {sum(v for k, v in seconds.items() if k != 'total_wall') / 60:.0f} min of "
         f"training ({seconds['total_wall'] / 60:.0f} min for the command's last run, scoring included).",
-        f"- Hardware: {info['machine']}, {info['threads']} torch thread(s) + 1 data process; "
+        f"- Hardware: {_machines_line(info)}; {info['threads']} torch thread(s) + 1 data process; "
         f"torch {info['torch']}.",
         "- Data: `mattingkit.data.synthetic`: people (head and shoulders or the whole body, hair drawn",
         "  strand by strand at sub-pixel width, glasses, sheer woven scarves, drinking glasses) and",
@@ -527,7 +550,7 @@ def write_card(path: Path, info: dict) -> None:
         if info.get("earlier_sweep"):
             lines += [
                 "",
-                f"The model before it ({info['earlier_label']}), the same sweep, from its card:",
+                f"The model before it ({info['earlier_label']}), the same sweep, from the previous card:",
                 "",
                 *sweep_tables(info["earlier_sweep"]),
                 "",
@@ -618,14 +641,20 @@ def main(argv: list[str] | None = None) -> int:
         info = json.loads(info_path.read_text())
     else:
         seconds: dict[str, float] = {}
+        machines: dict[str, str] = {}
+        machine = f"{platform.machine()} CPU ({_cpu_name()})"
         final_weights = None
         if args.from_weights:
             final_weights = Path(args.from_weights)
             previous = final_weights.with_suffix(".json")
             if not previous.is_file():
                 parser.error(f"--from-weights needs {previous} (which stages made the weights)")
-            seconds.update(json.loads(previous.read_text())["seconds"])  # for the card
+            before = json.loads(previous.read_text())
+            seconds.update(before["seconds"])  # for the card
             seconds.pop("total_wall", None)
+            machines.update(
+                before.get("stage_machines") or dict.fromkeys(seconds, before["machine"])
+            )
         stages = stages_to_run(seconds)
         if not stages:
             parser.error(f"{final_weights} went through every stage already")
@@ -658,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
             "first_stage": stages[0],
             "threads": args.threads,
             "bn_batches": args.bn_batches,
-            "machine": f"{platform.machine()} CPU ({_cpu_name()})",
+            "machine": machine,
+            "stage_machines": {**machines, **dict.fromkeys(stages, machine)},
             "torch": torch.__version__,
         }
     # Score the exported fp16 weights themselves, loaded back into float32 as users load them.
