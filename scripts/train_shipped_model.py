@@ -406,6 +406,24 @@ def earlier_scores(compared: Path, size: int, count: int) -> dict:
     return earlier
 
 
+TABLE_HEADER = [
+    "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _older_table(title: str, metrics: dict, label: str) -> list[str]:
+    """An earlier model's held-out table on the card (keying's rows are this model's)."""
+    rows = [r for r in metrics_table(metrics, label) if "difference keying" not in r]
+    return ["", title, "", *TABLE_HEADER, *rows]
+
+
+def _older_sweep(title: str, rows: list[dict], who: str) -> list[str]:
+    """An earlier model's scale sweep on the card, with what it says."""
+    return ["", title, "", *sweep_tables(rows), "", f"What that sweep says of {who}:", "",
+            *sweep_property_lines(rows)]  # fmt: skip
+
+
 def write_card(path: Path, info: dict) -> None:
     from mattingkit.io import atomic_write
 
@@ -483,31 +501,20 @@ def write_card(path: Path, info: dict) -> None:
         "*clean*: the exact plate; *perturbed*: frame and plate through the training augmentations",
         "and camera effects, as with a real camera.",
         "",
-        "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *TABLE_HEADER,
         *metrics_table(info["metrics"], "this model"),
     ]
     if info.get("previous_metrics"):
-        lines += [
-            "",
+        lines += _older_table(
             f"The previous shipped model ({info['previous_label']}) on the same held-out set:",
-            "",
-            "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *[r for r in metrics_table(info["previous_metrics"], "previous model")
-              if "difference keying" not in r],
-        ]  # fmt: skip
+            info["previous_metrics"], "previous model",
+        )  # fmt: skip
     if info.get("earlier_metrics"):
-        lines += [
-            "",
+        lines += _older_table(
             f"The model before it ({info['earlier_label']}; its refiner's BatchNorm statistics "
             "were measured on the hardest patches only), from the previous card, same set:",
-            "",
-            "| plate | method | SAD | MSE x 10^3 | Grad | Conn | holes | whole SAD | whole MSE x 10^3 |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *[r for r in metrics_table(info["earlier_metrics"], "earlier model")
-              if "difference keying" not in r],
-        ]  # fmt: skip
+            info["earlier_metrics"], "earlier model",
+        )  # fmt: skip
     lines += [
         "",
         "What the table says, measured:",
@@ -537,27 +544,15 @@ def write_card(path: Path, info: dict) -> None:
             *sweep_property_lines(info["sweep"]),
         ]
         if info.get("previous_sweep"):
-            lines += [
-                "",
+            lines += _older_sweep(
                 f"The previous shipped model ({info['previous_label']}), the same sweep:",
-                "",
-                *sweep_tables(info["previous_sweep"]),
-                "",
-                "What that sweep says of the previous model:",
-                "",
-                *sweep_property_lines(info["previous_sweep"]),
-            ]
+                info["previous_sweep"], "the previous model",
+            )  # fmt: skip
         if info.get("earlier_sweep"):
-            lines += [
-                "",
+            lines += _older_sweep(
                 f"The model before it ({info['earlier_label']}), the same sweep, from the previous card:",
-                "",
-                *sweep_tables(info["earlier_sweep"]),
-                "",
-                "What that sweep says of the earlier model:",
-                "",
-                *sweep_property_lines(info["earlier_sweep"]),
-            ]
+                info["earlier_sweep"], "the earlier model",
+            )  # fmt: skip
     lines += [
         "",
         "## On a real photograph",

@@ -52,13 +52,24 @@ def pytest_terminal_summary(
     return (yield)
 
 
-@pytest.fixture(scope="module")
-def diagnose():
-    """``scripts/diagnose_shipped_model.py`` as a module (issue 20's diagnostics)."""
+def _script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts are not a package)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_shipped_model.py"
-    spec = importlib.util.spec_from_file_location("diagnose_shipped_model", path)
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def diagnose():
+    """``scripts/diagnose_shipped_model.py`` as a module (issue 20's diagnostics)."""
+    return _script("diagnose_shipped_model")
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    """``scripts/train_shipped_model.py`` as a module (its recipe and card)."""
+    return _script("train_shipped_model")

@@ -8,7 +8,6 @@ the committed card is what the script writes from the committed JSON.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 import shlex
@@ -21,23 +20,14 @@ from mattingkit.training.loop import _parser
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def script():
-    path = ROOT / "scripts" / "train_shipped_model.py"
-    spec = importlib.util.spec_from_file_location("train_shipped_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_from_weights_runs_only_the_stages_after_those_that_made_the_weights(script):
-    stages = list(script.STAGE_SEEDS)
-    assert script.stages_to_run({}) == stages
-    assert script.stages_to_run({"base": 1.0, "refine": 2.0}) == stages[2:]
-    assert script.stages_to_run(dict.fromkeys(stages[:3], 1.0)) == stages[3:]
-    assert script.stages_to_run(dict.fromkeys(stages, 1.0)) == []
+def test_from_weights_runs_only_the_stages_after_those_that_made_the_weights(train_script):
+    stages = list(train_script.STAGE_SEEDS)
+    assert train_script.stages_to_run({}) == stages
+    assert train_script.stages_to_run({"base": 1.0, "refine": 2.0}) == stages[2:]
+    assert train_script.stages_to_run(dict.fromkeys(stages[:3], 1.0)) == stages[3:]
+    assert train_script.stages_to_run(dict.fromkeys(stages, 1.0)) == []
     # The shipped file records every stage that made it, so continuing it trains nothing new.
-    shipped = json.loads(script.WEIGHTS.with_suffix(".json").read_text())
+    shipped = json.loads(train_script.WEIGHTS.with_suffix(".json").read_text())
     assert set(shipped["seconds"]) - {"total_wall"} == set(shipped["recipe"]) == set(stages)
 
 
@@ -50,18 +40,18 @@ def _chapter_06_commands() -> list[list[str]]:
     return [shlex.split(c) for c in commands]
 
 
-def test_chapter_06_prints_the_script_s_recipe_stage_by_stage(script):
+def test_chapter_06_prints_the_script_s_recipe_stage_by_stage(train_script):
     """Each command of chapter 06's recipe gives the TrainConfig of the script's stage, in order
     (output folders, logging and thread settings aside), so a student who types them trains
     what the script trains."""
     commands = _chapter_06_commands()
-    assert len(commands) == len(script.STAGE_SEEDS)
+    assert len(commands) == len(train_script.STAGE_SEEDS)
     ignored = {"out", "init", "resume", "val_every", "val_samples", "checkpoint_every",
                "bn_recalibration", "log_every", "threads", "num_workers"}  # fmt: skip
-    for stage, argv in zip(script.STAGE_SEEDS, commands):
+    for stage, argv in zip(train_script.STAGE_SEEDS, commands):
         typed = vars(_parser().parse_args(argv))
         expected = dataclasses.asdict(
-            script.stage_config(stage, script.FULL[stage], Path("runs"), 0, None)
+            train_script.stage_config(stage, train_script.FULL[stage], Path("runs"), 0, None)
         )
         for key, value in expected.items():
             if key in ignored:
@@ -73,9 +63,9 @@ def test_chapter_06_prints_the_script_s_recipe_stage_by_stage(script):
         assert typed["init"] or stage == "base", stage
 
 
-def test_the_committed_card_is_what_the_script_writes_from_its_json(script, tmp_path):
-    info = json.loads(script.WEIGHTS.with_suffix(".json").read_text())
-    script.write_card(tmp_path / "README.md", info)
-    committed = (script.WEIGHTS.parent / "README.md").read_text()
+def test_the_committed_card_is_what_the_script_writes_from_its_json(train_script, tmp_path):
+    info = json.loads(train_script.WEIGHTS.with_suffix(".json").read_text())
+    train_script.write_card(tmp_path / "README.md", info)
+    committed = (train_script.WEIGHTS.parent / "README.md").read_text()
     assert (tmp_path / "README.md").read_text() == committed
-    assert "Stage wide" in committed and info["recipe"]["wide"] == script.FULL["wide"]
+    assert "Stage wide" in committed and info["recipe"]["wide"] == train_script.FULL["wide"]
